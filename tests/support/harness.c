@@ -60,7 +60,7 @@ void pg_t_rmtree(const char *path)
         nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-pid_t pg_t_spawn(char *const argv[], const char *log_path)
+pid_t pg_t_spawn(const char *const argv[], const char *log_path)
 {
     pid_t pid = fork();
     if (pid != 0)
@@ -73,7 +73,8 @@ pid_t pg_t_spawn(char *const argv[], const char *log_path)
             close(fd);
         }
     }
-    execvp(argv[0], argv);
+    /* execvp takes char *const[] for historical reasons; it does not modify the strings */
+    execvp(argv[0], (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
 }
@@ -155,7 +156,7 @@ static int redis_spawn(struct pg_t_redis *r)
     char port[16], log[600];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    char *argv[] = {"redis-server", "--port",       port,       "--bind",   "127.0.0.1",
+    const char *argv[] = {"redis-server", "--port",       port,       "--bind",   "127.0.0.1",
                     "--dir",        r->dir,         "--appendonly", "yes", "--appendfsync",
                     "always",       "--save",       "",         "--daemonize", "no",
                     "--logfile",    log,            NULL};
@@ -258,7 +259,7 @@ static int proc_start(struct pg_t_proc *p, const char *bin, const char *tag, con
     snprintf(p->ready, sizeof p->ready, "%s/ready.json", p->dir);
     if (pg_write_file_atomic(cfg, config_json, strlen(config_json)) != 0)
         return -1;
-    char *argv[] = {(char *)pg_t_bin(bin), "--config", cfg, "--ready-file", p->ready, NULL};
+    const char *argv[] = {pg_t_bin(bin), "--config", cfg, "--ready-file", p->ready, NULL};
     p->pid = pg_t_spawn(argv, p->log);
     if (p->pid < 0)
         return -1;

@@ -19,7 +19,7 @@ char *pg_t_mkdtemp(const char *tag);
 void pg_t_rmtree(const char *path);
 
 /** Spawn argv with stdout and stderr appended to log_path (NULL: inherit). Returns pid or -1. */
-pid_t pg_t_spawn(char *const argv[], const char *log_path);
+pid_t pg_t_spawn(const char *const argv[], const char *log_path);
 
 /** Wait for pid to exit within timeout_ms. Returns its exit status, 128+signal, or -1 on timeout. */
 int pg_t_wait_exit(pid_t pid, int timeout_ms);

@@ -1,0 +1,279 @@
+#include "server/config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "server/util.h"
+
+enum cfg_type { CFG_STR, CFG_INT, CFG_SECRET, CFG_LOGLEVEL };
+
+/* One configuration key. Defaults apply when the key is absent and it is not required. */
+struct cfg_key {
+    const char *path; /* dotted: "http.threads" */
+    enum cfg_type type;
+    size_t offset;
+    int required;
+    long long min, max;
+    long long def_int; /* CFG_INT; for http.threads, 0 means "number of cores" */
+    const char *def_str;
+};
+
+#define OFF(f) offsetof(struct pg_config, f)
+
+static const struct cfg_key keys[] = {
+    {"listen.address", CFG_STR, OFF(listen_address), 0, 0, 0, 0, "127.0.0.1"},
+    {"listen.port", CFG_INT, OFF(listen_port), 0, 0, 65535, 8080, NULL},
+    {"http.threads", CFG_INT, OFF(http_threads), 0, 0, 256, 0, NULL},
+    {"http.connection_timeout_s", CFG_INT, OFF(http_connection_timeout_s), 0, 1, 3600, 30, NULL},
+    {"http.connection_limit", CFG_INT, OFF(http_connection_limit), 0, 1, 100000, 1024, NULL},
+    {"http.per_ip_connection_limit", CFG_INT, OFF(http_per_ip_connection_limit), 0, 0, 100000, 0,
+     NULL},
+    {"http.header_max_bytes", CFG_INT, OFF(http_header_max_bytes), 0, 4096, 1 << 20, 32768, NULL},
+    {"http.body_max_bytes", CFG_INT, OFF(http_body_max_bytes), 0, 1024, 64 << 20, 1 << 20, NULL},
+    {"http.shutdown_grace_ms", CFG_INT, OFF(http_shutdown_grace_ms), 0, 0, 600000, 10000, NULL},
+    {"log.level", CFG_LOGLEVEL, OFF(log_level), 0, 0, 0, 0, "info"},
+    {"redis.url", CFG_STR, OFF(redis_url), 1, 0, 0, 0, NULL},
+    {"redis.password", CFG_SECRET, OFF(redis_password), 0, 0, 0, 0, NULL},
+    {"redis.connect_timeout_ms", CFG_INT, OFF(redis_connect_timeout_ms), 0, 10, 60000, 500, NULL},
+    {"redis.command_timeout_ms", CFG_INT, OFF(redis_command_timeout_ms), 0, 10, 60000, 500, NULL},
+    {"redis.reconnect_min_ms", CFG_INT, OFF(redis_reconnect_min_ms), 0, 1, 60000, 50, NULL},
+    {"redis.reconnect_max_ms", CFG_INT, OFF(redis_reconnect_max_ms), 0, 1, 600000, 2000, NULL},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const struct cfg_key *find_key(const char *path)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].path, path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* True when some key lives below prefix (so prefix names a section). */
+static int is_section(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strncmp(keys[i].path, prefix, n) == 0 && keys[i].path[n] == '.')
+            return 1;
+    return 0;
+}
+
+/* Reject any key the table does not know, naming it with its full path. */
+static int check_unknown(json_t *obj, const char *prefix, char *err, size_t errsz)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", k);
+        if (find_key(path))
+            continue;
+        if (is_section(path)) {
+            if (!json_is_object(v)) {
+                snprintf(err, errsz, "config: %s: expected an object", path);
+                return PG_ECONFIG;
+            }
+            int rc = check_unknown(v, path, err, errsz);
+            if (rc)
+                return rc;
+            continue;
+        }
+        snprintf(err, errsz, "config: unknown key '%s'", path);
+        return PG_ECONFIG;
+    }
+    return PG_OK;
+}
+
+static json_t *lookup(json_t *root, const char *path)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    json_t *cur = root;
+    char *save = NULL;
+    for (char *seg = strtok_r(buf, ".", &save); seg && cur; seg = strtok_r(NULL, ".", &save))
+        cur = json_object_get(cur, seg);
+    return cur;
+}
+
+int pg_config_secret(const char *ref, char **out, char *err, size_t errsz)
+{
+    if (strncmp(ref, "env:", 4) == 0) {
+        const char *v = getenv(ref + 4);
+        if (!v || !*v) {
+            snprintf(err, errsz, "environment variable %s is not set", ref + 4);
+            return PG_ECONFIG;
+        }
+        *out = strdup(v);
+        return *out ? PG_OK : PG_ENOMEM;
+    }
+    if (strncmp(ref, "file:", 5) == 0) {
+        char *data = NULL;
+        size_t len = 0;
+        int rc = pg_read_file(ref + 5, 64 * 1024, &data, &len);
+        if (rc) {
+            snprintf(err, errsz, "cannot read secret file %s: %s", ref + 5, pg_strerror(rc));
+            return PG_ECONFIG;
+        }
+        while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+            data[--len] = '\0';
+        *out = data;
+        return PG_OK;
+    }
+    *out = strdup(ref);
+    return *out ? PG_OK : PG_ENOMEM;
+}
+
+static int apply_key(struct pg_config *c, const struct cfg_key *k, json_t *v, char *err,
+                     size_t errsz)
+{
+    char *base = (char *)c;
+    switch (k->type) {
+    case CFG_INT: {
+        long long n = k->def_int;
+        if (v) {
+            if (!json_is_integer(v)) {
+                snprintf(err, errsz, "config: %s: expected an integer", k->path);
+                return PG_ECONFIG;
+            }
+            n = json_integer_value(v);
+            if (n < k->min || n > k->max) {
+                snprintf(err, errsz, "config: %s: %lld is out of range %lld..%lld", k->path, n,
+                         k->min, k->max);
+                return PG_ECONFIG;
+            }
+        }
+        *(int *)(base + k->offset) = (int)n;
+        return PG_OK;
+    }
+    case CFG_STR:
+    case CFG_SECRET: {
+        const char *s = k->def_str;
+        if (v) {
+            if (!json_is_string(v) || json_string_length(v) == 0) {
+                snprintf(err, errsz, "config: %s: expected a non-empty string", k->path);
+                return PG_ECONFIG;
+            }
+            s = json_string_value(v);
+        }
+        char **dst = (char **)(base + k->offset);
+        if (!s) {
+            *dst = NULL;
+            return PG_OK;
+        }
+        if (k->type == CFG_SECRET) {
+            char why[256];
+            int rc = pg_config_secret(s, dst, why, sizeof why);
+            if (rc)
+                snprintf(err, errsz, "config: %s: %s", k->path, why);
+            return rc;
+        }
+        *dst = strdup(s);
+        return *dst ? PG_OK : PG_ENOMEM;
+    }
+    case CFG_LOGLEVEL: {
+        const char *s = v ? json_string_value(v) : k->def_str;
+        if (!s || pg_log_level_parse(s, (enum pg_log_level *)(base + k->offset)) != 0) {
+            snprintf(err, errsz, "config: %s: expected one of debug, info, warn, error", k->path);
+            return PG_ECONFIG;
+        }
+        return PG_OK;
+    }
+    }
+    return PG_EINVAL;
+}
+
+/* Checks that involve more than one key. */
+static int check_relations(const struct pg_config *c, char *err, size_t errsz)
+{
+    if (c->redis_reconnect_min_ms > c->redis_reconnect_max_ms) {
+        snprintf(err, errsz, "config: redis.reconnect_min_ms must not exceed redis.reconnect_max_ms");
+        return PG_ECONFIG;
+    }
+    return PG_OK;
+}
+
+int pg_config_parse(const char *text, size_t len, struct pg_config **out, char *err, size_t errsz)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errsz, "config: invalid JSON at line %d column %d: %s", jerr.line,
+                 jerr.column, jerr.text);
+        return PG_ECONFIG;
+    }
+    struct pg_config *c = NULL;
+    int rc = PG_ECONFIG;
+    if (!json_is_object(root)) {
+        snprintf(err, errsz, "config: the top level must be a JSON object");
+        goto out;
+    }
+    rc = check_unknown(root, "", err, errsz);
+    if (rc)
+        goto out;
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        rc = PG_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        json_t *v = lookup(root, keys[i].path);
+        if (!v && keys[i].required) {
+            snprintf(err, errsz, "config: missing required key '%s'", keys[i].path);
+            rc = PG_ECONFIG;
+            goto out;
+        }
+        rc = apply_key(c, &keys[i], v, err, errsz);
+        if (rc)
+            goto out;
+    }
+    if (c->http_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c->http_threads = n > 0 ? (int)n : 1;
+    }
+    rc = check_relations(c, err, errsz);
+out:
+    json_decref(root);
+    if (rc) {
+        pg_config_free(c);
+        c = NULL;
+    }
+    *out = c;
+    return rc;
+}
+
+int pg_config_load(const char *path, struct pg_config **out, char *err, size_t errsz)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = pg_read_file(path, PG_CONFIG_MAX_BYTES, &text, &len);
+    if (rc) {
+        snprintf(err, errsz, "config: cannot read %s: %s", path, pg_strerror(rc));
+        *out = NULL;
+        return PG_ECONFIG;
+    }
+    rc = pg_config_parse(text, len, out, err, errsz);
+    free(text);
+    return rc;
+}
+
+void pg_config_free(struct pg_config *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].type == CFG_STR || keys[i].type == CFG_SECRET) {
+            char **p = (char **)((char *)c + keys[i].offset);
+            if (keys[i].type == CFG_SECRET && *p)
+                explicit_bzero(*p, strlen(*p)); /* secrets do not linger in freed memory */
+            free(*p);
+        }
+    }
+    free(c);
+}

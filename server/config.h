@@ -1,0 +1,63 @@
+/*
+ * The gateway's configuration: one JSON file, validated against one declarative table.
+ *
+ * Every key has a type, a range (numbers), a default or a "required" mark, and a flag saying
+ * whether it is a secret. Unknown keys are rejected by their full dotted name, so a typo never
+ * silently falls back to a default. Secrets may be written as "env:NAME" (an environment
+ * variable) or "file:PATH" (the file's contents, trailing newline removed).
+ */
+#ifndef PG_CONFIG_H
+#define PG_CONFIG_H
+
+#include <stddef.h>
+
+#include "server/error.h"
+#include "server/log.h"
+
+struct pg_config {
+    /* listen */
+    char *listen_address;
+    int listen_port;
+    /* http */
+    int http_threads;
+    int http_connection_timeout_s;
+    int http_connection_limit;
+    int http_per_ip_connection_limit;
+    int http_header_max_bytes;
+    int http_body_max_bytes;
+    int http_shutdown_grace_ms;
+    /* log */
+    enum pg_log_level log_level;
+    /* redis */
+    char *redis_url;
+    char *redis_password; /* secret; NULL when not set */
+    int redis_connect_timeout_ms;
+    int redis_command_timeout_ms;
+    int redis_reconnect_min_ms;
+    int redis_reconnect_max_ms;
+};
+
+/** Largest config file accepted. */
+#define PG_CONFIG_MAX_BYTES (4 << 20)
+
+/**
+ * Load and validate the file at path. On failure, err receives one line naming the problem
+ * (the key, the expected type or range) and nothing is allocated.
+ * Ownership: *out is new; free with pg_config_free.
+ */
+int pg_config_load(const char *path, struct pg_config **out, char *err, size_t errsz)
+    PG_WARN_UNUSED;
+
+/** Same as pg_config_load for an in-memory document (tests). */
+int pg_config_parse(const char *text, size_t len, struct pg_config **out, char *err,
+                    size_t errsz) PG_WARN_UNUSED;
+
+/**
+ * Resolve a secret reference: "env:NAME", "file:PATH" or a literal value.
+ * Ownership: *out is new (free()).
+ */
+int pg_config_secret(const char *ref, char **out, char *err, size_t errsz) PG_WARN_UNUSED;
+
+void pg_config_free(struct pg_config *c);
+
+#endif
