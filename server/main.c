@@ -174,6 +174,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "posgate: %s\n", err);
         return 2;
     }
+    /* The Redis URL is checked here too so --check-config catches it. The message names the key,
+     * never the value: a URL may carry a password. */
+    struct pg_redis_addr addr;
+    if (pg_redis_url_parse(cfg->redis_url, &addr) != 0) {
+        fprintf(stderr, "posgate: config: redis.url: expected redis://[user:password@]host[:port][/db] "
+                        "or unix:///path\n");
+        explicit_bzero(&addr, sizeof addr);
+        pg_config_free(cfg);
+        return 2;
+    }
+    explicit_bzero(&addr, sizeof addr);
     if (check_only) {
         printf("posgate: %s: configuration OK\n", config);
         pg_config_free(cfg);
