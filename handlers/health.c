@@ -80,8 +80,8 @@ int pg_hnd_metrics(struct pg_req *req)
     pg_buf_init(&b, 8 << 20);
     int rc = pg_metrics_render(&b);
     if (rc == PG_OK)
-        rc = pg_req_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "",
-                          b.len);
+        rc = pg_req_reply(req, 200, "text/plain; version=0.0.4; charset=utf-8",
+                          b.data ? b.data : "", b.len);
     pg_buf_free(&b);
     return rc;
 }

@@ -130,8 +130,8 @@ int pg_config_secret(const char *ref, char **out, char *err, size_t errsz)
     return *out ? PG_OK : PG_ENOMEM;
 }
 
-static int apply_key(struct pg_config *c, const struct cfg_key *k, json_t *v, char *err,
-                     size_t errsz)
+static int
+apply_key(struct pg_config *c, const struct cfg_key *k, json_t *v, char *err, size_t errsz)
 {
     char *base = (char *)c;
     switch (k->type) {
@@ -193,7 +193,8 @@ static int apply_key(struct pg_config *c, const struct cfg_key *k, json_t *v, ch
 static int check_relations(const struct pg_config *c, char *err, size_t errsz)
 {
     if (c->redis_reconnect_min_ms > c->redis_reconnect_max_ms) {
-        snprintf(err, errsz, "config: redis.reconnect_min_ms must not exceed redis.reconnect_max_ms");
+        snprintf(err, errsz,
+                 "config: redis.reconnect_min_ms must not exceed redis.reconnect_max_ms");
         return PG_ECONFIG;
     }
     return PG_OK;
@@ -201,6 +202,7 @@ static int check_relations(const struct pg_config *c, char *err, size_t errsz)
 
 int pg_config_parse(const char *text, size_t len, struct pg_config **out, char *err, size_t errsz)
 {
+    *out = NULL;
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {

@@ -49,8 +49,8 @@ int pg_config_load(const char *path, struct pg_config **out, char *err, size_t e
     PG_WARN_UNUSED;
 
 /** Same as pg_config_load for an in-memory document (tests). */
-int pg_config_parse(const char *text, size_t len, struct pg_config **out, char *err,
-                    size_t errsz) PG_WARN_UNUSED;
+int pg_config_parse(const char *text, size_t len, struct pg_config **out, char *err, size_t errsz)
+    PG_WARN_UNUSED;
 
 /**
  * Resolve a secret reference: "env:NAME", "file:PATH" or a literal value.

@@ -14,7 +14,7 @@
     XX(ETOOLARGE, -3, 413, "too large")                                                            \
     XX(ENOTFOUND, -4, 404, "not found")                                                            \
     XX(ETIMEDOUT, -5, 504, "timed out")                                                            \
-    XX(EIO, -6, 502, "i/o error")                                                              \
+    XX(EIO, -6, 502, "i/o error")                                                                  \
     XX(EUNAVAIL, -7, 503, "dependency unavailable")                                                \
     XX(EEXIST, -8, 409, "already exists")                                                          \
     XX(EPROTO, -9, 502, "protocol error")                                                          \

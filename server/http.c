@@ -101,9 +101,15 @@ static int path_match(const char *tmpl, const char *path, char values[][128], si
     }
 }
 
-enum pg_match pg_http_match(const struct pg_route *routes, size_t nroutes, const char *method,
-                            const char *path, const struct pg_route **route,
-                            char values[][128], size_t *nvalues, char *allow, size_t allowsz)
+enum pg_match pg_http_match(const struct pg_route *routes,
+                            size_t nroutes,
+                            const char *method,
+                            const char *path,
+                            const struct pg_route **route,
+                            char values[][128],
+                            size_t *nvalues,
+                            char *allow,
+                            size_t allowsz)
 {
     int path_seen = 0;
     if (allow && allowsz)
@@ -145,26 +151,46 @@ int pg_http_request_id_ok(const char *id)
 const char *pg_http_reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Error";
     }
 }
 
@@ -181,8 +207,8 @@ int pg_req_add_header(struct pg_req *req, const char *name, const char *value)
     return PG_OK;
 }
 
-int pg_req_reply(struct pg_req *req, int status, const char *content_type, const char *body,
-                 size_t len)
+int pg_req_reply(
+    struct pg_req *req, int status, const char *content_type, const char *body, size_t len)
 {
     char *copy = malloc(len + 1);
     if (!copy)
@@ -223,20 +249,34 @@ int pg_req_reply_json(struct pg_req *req, int status, json_t *body)
 static const char *problem_slug(int status)
 {
     switch (status) {
-    case 400: return "bad-request";
-    case 401: return "unauthorized";
-    case 403: return "forbidden";
-    case 404: return "not-found";
-    case 405: return "method-not-allowed";
-    case 409: return "conflict";
-    case 413: return "content-too-large";
-    case 415: return "unsupported-media-type";
-    case 422: return "unprocessable";
-    case 429: return "rate-limited";
-    case 502: return "bad-gateway";
-    case 503: return "unavailable";
-    case 504: return "upstream-timeout";
-    default: return "internal";
+    case 400:
+        return "bad-request";
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not-found";
+    case 405:
+        return "method-not-allowed";
+    case 409:
+        return "conflict";
+    case 413:
+        return "content-too-large";
+    case 415:
+        return "unsupported-media-type";
+    case 422:
+        return "unprocessable";
+    case 429:
+        return "rate-limited";
+    case 502:
+        return "bad-gateway";
+    case 503:
+        return "unavailable";
+    case 504:
+        return "upstream-timeout";
+    default:
+        return "internal";
     }
 }
 
@@ -339,8 +379,8 @@ static enum MHD_Result send_reply(struct pg_req *req)
 {
     if (!req->replied)
         pg_req_problem(req, 500, "the handler produced no reply", NULL);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(req->resp_len, req->resp,
-                                                                MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(req->resp_len, req->resp, MHD_RESPMEM_MUST_COPY);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->content_type);
@@ -359,8 +399,11 @@ static void reply_error(struct pg_req *req, int err)
     pg_req_problem(req, status, pg_strerror(err), NULL);
 }
 
-static void start_request(struct pg_http *h, struct pg_req *req, struct MHD_Connection *conn,
-                          const char *url, const char *method)
+static void start_request(struct pg_http *h,
+                          struct pg_req *req,
+                          struct MHD_Connection *conn,
+                          const char *url,
+                          const char *method)
 {
     req->conn = conn;
     req->srv = h;
@@ -374,9 +417,14 @@ static void start_request(struct pg_http *h, struct pg_req *req, struct MHD_Conn
         snprintf(req->id, sizeof req->id, "unknown");
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **req_cls)
+static enum MHD_Result on_request(void *cls,
+                                  struct MHD_Connection *conn,
+                                  const char *url,
+                                  const char *method,
+                                  const char *version,
+                                  const char *upload_data,
+                                  size_t *upload_size,
+                                  void **req_cls)
 {
     struct pg_http *h = cls;
     struct pg_req *req = *req_cls;
@@ -439,7 +487,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_reply(req);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+static void on_completed(void *cls,
+                         struct MHD_Connection *conn,
+                         void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct pg_req *req = *req_cls;
@@ -515,8 +565,7 @@ int pg_http_start(const struct pg_http_opts *o, struct pg_http **out)
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)o->header_max_bytes, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
-        {o->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)o->threads,
-         NULL},
+        {o->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)o->threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts,
@@ -550,8 +599,8 @@ void pg_http_stop(struct pg_http *h, int grace_ms)
         pg_sleep_ms(10);
     long left = pg_http_in_flight();
     if (left > 0)
-        pg_log(PG_LOG_WARN, NULL, "http.shutdown", "%ld requests still in flight after %d ms",
-               left, grace_ms);
+        pg_log(PG_LOG_WARN, NULL, "http.shutdown", "%ld requests still in flight after %d ms", left,
+               grace_ms);
     MHD_stop_daemon(h->daemon);
     free(h);
 }

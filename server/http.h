@@ -26,21 +26,21 @@ typedef int (*pg_handler_fn)(struct pg_req *req);
 
 /* Who may call a route. Later issues add the checks; the engine enforces what exists. */
 enum pg_auth_policy {
-    PG_AUTH_NONE = 0,  /* public: health, metrics, docs */
-    PG_AUTH_SF_ORG,    /* Salesforce Outbound Message: OrganizationId allow-list (in the body) */
-    PG_AUTH_SF_JWT,    /* Salesforce Platform Event callback: bearer JWT */
-    PG_AUTH_STATION,   /* POS station: API key or partner JWT */
-    PG_AUTH_PARTNER,   /* partner: bearer JWT with scopes */
+    PG_AUTH_NONE = 0, /* public: health, metrics, docs */
+    PG_AUTH_SF_ORG,   /* Salesforce Outbound Message: OrganizationId allow-list (in the body) */
+    PG_AUTH_SF_JWT,   /* Salesforce Platform Event callback: bearer JWT */
+    PG_AUTH_STATION,  /* POS station: API key or partner JWT */
+    PG_AUTH_PARTNER,  /* partner: bearer JWT with scopes */
 };
 
 /** One row of the route table. Path templates use {name} for a whole segment. */
 struct pg_route {
-    const char *method;       /* "GET", "POST", ... */
-    const char *path;         /* "/v1/loyalty/members/{salesforce_id}" */
-    const char *name;         /* metrics and log label, e.g. "healthz" */
+    const char *method; /* "GET", "POST", ... */
+    const char *path;   /* "/v1/loyalty/members/{salesforce_id}" */
+    const char *name;   /* metrics and log label, e.g. "healthz" */
     pg_handler_fn handler;
     enum pg_auth_policy auth;
-    size_t body_max;          /* request body cap in bytes; 0 = the server default */
+    size_t body_max; /* request body cap in bytes; 0 = the server default */
 };
 
 #define PG_REQ_MAX_PARAMS 4
@@ -48,17 +48,17 @@ struct pg_route {
 #define PG_REQ_ID_MAX 64
 
 struct pg_http_opts {
-    const char *address;      /* "127.0.0.1", "0.0.0.0", "::1" */
-    int port;                 /* 0: pick a free port (read back with pg_http_port) */
+    const char *address; /* "127.0.0.1", "0.0.0.0", "::1" */
+    int port;            /* 0: pick a free port (read back with pg_http_port) */
     int threads;
     int connection_timeout_s;
     int connection_limit;
     int per_ip_connection_limit; /* 0: unlimited */
     size_t header_max_bytes;
-    size_t body_max_bytes;    /* default per-route cap */
+    size_t body_max_bytes;         /* default per-route cap */
     const struct pg_route *routes; /* borrowed; must outlive the server */
     size_t nroutes;
-    void *app;                /* borrowed; handed to handlers through pg_req_app */
+    void *app; /* borrowed; handed to handlers through pg_req_app */
 };
 
 /**
@@ -88,9 +88,15 @@ enum pg_match { PG_MATCH_OK, PG_MATCH_NO_PATH, PG_MATCH_NO_METHOD };
  * the template variables (borrowed from the route / copied into values, each at most
  * value_max bytes). On PG_MATCH_NO_METHOD, allow receives "GET, POST" style text.
  */
-enum pg_match pg_http_match(const struct pg_route *routes, size_t nroutes, const char *method,
-                            const char *path, const struct pg_route **route,
-                            char values[][128], size_t *nvalues, char *allow, size_t allowsz);
+enum pg_match pg_http_match(const struct pg_route *routes,
+                            size_t nroutes,
+                            const char *method,
+                            const char *path,
+                            const struct pg_route **route,
+                            char values[][128],
+                            size_t *nvalues,
+                            char *allow,
+                            size_t allowsz);
 
 /** True when a client-supplied X-Request-Id is safe to echo and log (1..64 of [A-Za-z0-9._:-]). */
 int pg_http_request_id_ok(const char *id);
@@ -126,8 +132,8 @@ int pg_req_add_header(struct pg_req *req, const char *name, const char *value);
 int pg_req_reply_json(struct pg_req *req, int status, json_t *body);
 
 /** Reply with bytes of the given content type (copied). */
-int pg_req_reply(struct pg_req *req, int status, const char *content_type, const char *body,
-                 size_t len);
+int pg_req_reply(
+    struct pg_req *req, int status, const char *content_type, const char *body, size_t len);
 
 /**
  * Reply with RFC 9457 problem+json: type, title, status, detail, instance and request_id.

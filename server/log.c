@@ -52,7 +52,7 @@ int pg_log_enabled(enum pg_log_level level)
 /* Field names whose values must never be written, whatever a caller passes. */
 static int is_secret_key(const char *k)
 {
-    static const char *const needles[] = {"password", "secret", "token", "authorization",
+    static const char *const needles[] = {"password", "secret", "token",    "authorization",
                                           "api_key",  "apikey", "assertion"};
     for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
         if (strcasestr(k, needles[i]))

@@ -178,8 +178,9 @@ int main(int argc, char **argv)
      * never the value: a URL may carry a password. */
     struct pg_redis_addr addr;
     if (pg_redis_url_parse(cfg->redis_url, &addr) != 0) {
-        fprintf(stderr, "posgate: config: redis.url: expected redis://[user:password@]host[:port][/db] "
-                        "or unix:///path\n");
+        fprintf(stderr,
+                "posgate: config: redis.url: expected redis://[user:password@]host[:port][/db] "
+                "or unix:///path\n");
         explicit_bzero(&addr, sizeof addr);
         pg_config_free(cfg);
         return 2;

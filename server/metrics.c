@@ -5,8 +5,8 @@
 #include <string.h>
 
 /* Latency buckets in seconds: dense below 10 ms, where the cache path lives. */
-static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5};
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5};
 #define NBUCKETS (sizeof buckets / sizeof buckets[0])
 
 struct counter {
@@ -31,14 +31,16 @@ static struct histogram *histograms;
 static pg_metrics_collector collectors[32];
 static size_t ncollectors;
 
-void pg_metrics_observe_request(const char *route, const char *method, int status,
+void pg_metrics_observe_request(const char *route,
+                                const char *method,
+                                int status,
                                 int64_t duration_us)
 {
     double secs = (double)duration_us / 1e6;
     pthread_mutex_lock(&mu);
     struct counter *c = counters;
-    while (c && !(c->status == status && strcmp(c->route, route) == 0 &&
-                  strcmp(c->method, method) == 0))
+    while (c &&
+           !(c->status == status && strcmp(c->route, route) == 0 && strcmp(c->method, method) == 0))
         c = c->next;
     if (!c && (c = calloc(1, sizeof *c))) {
         c->route = route;
@@ -105,8 +107,9 @@ static int render_requests(struct pg_buf *out)
                               "method and status.\n"
                               "# TYPE posgate_http_requests_total counter\n");
     for (struct counter *c = counters; c && !rc; c = c->next)
-        rc = pg_buf_printf(out, "posgate_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
-                           c->route, c->method, c->status, c->n);
+        rc = pg_buf_printf(
+            out, "posgate_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+            c->route, c->method, c->status, c->n);
     if (!rc)
         rc = pg_buf_puts(out, "# HELP posgate_http_request_duration_seconds Time from the first "
                               "byte of a request to its reply, by route.\n"
@@ -115,16 +118,17 @@ static int render_requests(struct pg_buf *out)
         unsigned long long cum = 0;
         for (size_t i = 0; i < NBUCKETS && !rc; i++) {
             cum += h->bucket[i];
-            rc = pg_buf_printf(out,
-                               "posgate_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
-                               h->route, buckets[i], cum);
+            rc = pg_buf_printf(
+                out, "posgate_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %llu\n",
+                h->route, buckets[i], cum);
         }
         if (!rc)
-            rc = pg_buf_printf(out,
-                               "posgate_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
-                               "posgate_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-                               "posgate_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
-                               h->route, h->count, h->route, h->sum, h->route, h->count);
+            rc = pg_buf_printf(
+                out,
+                "posgate_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %llu\n"
+                "posgate_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+                "posgate_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
+                h->route, h->count, h->route, h->sum, h->route, h->count);
     }
     return rc;
 }

@@ -16,7 +16,9 @@
 typedef int (*pg_metrics_collector)(struct pg_buf *out);
 
 /** Record one finished request. route is a static label (route name or "unmatched"). */
-void pg_metrics_observe_request(const char *route, const char *method, int status,
+void pg_metrics_observe_request(const char *route,
+                                const char *method,
+                                int status,
                                 int64_t duration_us);
 
 /** Register a collector (at startup, before serving). At most 32. */

@@ -183,15 +183,17 @@ static void metrics_count_requests(void **state)
     char ct[128];
     assert_int_equal(pg_t_resp_header(&r, "Content-Type", ct, sizeof ct), 0);
     assert_non_null(strstr(ct, "text/plain; version=0.0.4"));
-    assert_non_null(
-        strstr(r.body, "posgate_http_requests_total{route=\"readyz\",method=\"GET\",status=\"200\"} 3\n"));
+    assert_non_null(strstr(
+        r.body, "posgate_http_requests_total{route=\"readyz\",method=\"GET\",status=\"200\"} 3\n"));
     assert_non_null(strstr(r.body, "posgate_http_requests_total{route=\"unmatched\",method=\"GET\","
                                    "status=\"404\"}"));
-    assert_non_null(strstr(r.body, "posgate_http_request_duration_seconds_count{route=\"readyz\"} 3\n"));
-    assert_non_null(strstr(r.body, "posgate_http_request_duration_seconds_bucket{route=\"readyz\",le=\"+Inf\"} 3\n"));
+    assert_non_null(
+        strstr(r.body, "posgate_http_request_duration_seconds_count{route=\"readyz\"} 3\n"));
+    assert_non_null(strstr(
+        r.body, "posgate_http_request_duration_seconds_bucket{route=\"readyz\",le=\"+Inf\"} 3\n"));
     /* the scrape itself is in flight while it renders */
     assert_non_null(strstr(r.body, "posgate_http_in_flight_requests 1\n"));
-    assert_non_null(strstr(r.body, "posgate_redis_errors_total "));
+    assert_non_null(strstr(r.body, "\nposgate_redis_errors_total "));
     pg_t_resp_free(&r);
 }
 
@@ -226,9 +228,9 @@ static void readyz_follows_redis(void **state)
 
     /* the errors were counted */
     assert_int_equal(pg_t_get(url("/metrics"), &r), 0);
-    const char *e = strstr(r.body, "posgate_redis_errors_total ");
+    const char *e = strstr(r.body, "\nposgate_redis_errors_total ");
     assert_non_null(e);
-    assert_true(atoll(e + strlen("posgate_redis_errors_total ")) >= 1);
+    assert_true(atoll(e + strlen("\nposgate_redis_errors_total ")) >= 1);
     pg_t_resp_free(&r);
 }
 
@@ -344,12 +346,14 @@ static void check_config_cli(void **state)
     free(out);
 
     assert_int_equal(
-        run_posgate("--check-config", "{\"redis\":{\"url\":\"redis://x\",\"tiemout\":1}}", &out), 2);
+        run_posgate("--check-config", "{\"redis\":{\"url\":\"redis://x\",\"tiemout\":1}}", &out),
+        2);
     assert_non_null(strstr(out, "unknown key 'redis.tiemout'"));
     free(out);
 
-    assert_int_equal(run_posgate("--config", "{\"redis\":{\"url\":\"redis://x\"},"
-                                             "\"http\":{\"threads\":-1}}",
+    assert_int_equal(run_posgate("--config",
+                                 "{\"redis\":{\"url\":\"redis://x\"},"
+                                 "\"http\":{\"threads\":-1}}",
                                  &out),
                      2);
     assert_non_null(strstr(out, "http.threads: -1 is out of range"));

@@ -156,10 +156,24 @@ static int redis_spawn(struct pg_t_redis *r)
     char port[16], log[600];
     snprintf(port, sizeof port, "%d", r->port);
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
-    const char *argv[] = {"redis-server", "--port",       port,       "--bind",   "127.0.0.1",
-                    "--dir",        r->dir,         "--appendonly", "yes", "--appendfsync",
-                    "always",       "--save",       "",         "--daemonize", "no",
-                    "--logfile",    log,            NULL};
+    const char *argv[] = {"redis-server",
+                          "--port",
+                          port,
+                          "--bind",
+                          "127.0.0.1",
+                          "--dir",
+                          r->dir,
+                          "--appendonly",
+                          "yes",
+                          "--appendfsync",
+                          "always",
+                          "--save",
+                          "",
+                          "--daemonize",
+                          "no",
+                          "--logfile",
+                          log,
+                          NULL};
     r->pid = pg_t_spawn(argv, NULL);
     if (r->pid < 0)
         return -1;
@@ -244,7 +258,8 @@ int pg_t_redis_cmd(const struct pg_t_redis *r, const char *fmt, ...)
 
 /* ---- posgate and posgate-sim ---- */
 
-static int proc_start(struct pg_t_proc *p, const char *bin, const char *tag, const char *config_json)
+static int
+proc_start(struct pg_t_proc *p, const char *bin, const char *tag, const char *config_json)
 {
     memset(p, 0, sizeof *p);
     p->pid = -1;
@@ -338,8 +353,13 @@ static size_t collect(char *ptr, size_t sz, size_t n, void *ud)
     return add;
 }
 
-int pg_t_http(const char *method, const char *url, const char *const *headers, const char *body,
-              size_t body_len, int timeout_ms, struct pg_t_resp *out)
+int pg_t_http(const char *method,
+              const char *url,
+              const char *const *headers,
+              const char *body,
+              size_t body_len,
+              int timeout_ms,
+              struct pg_t_resp *out)
 {
     memset(out, 0, sizeof *out);
     CURL *c = curl_easy_init();

@@ -21,7 +21,8 @@ void pg_t_rmtree(const char *path);
 /** Spawn argv with stdout and stderr appended to log_path (NULL: inherit). Returns pid or -1. */
 pid_t pg_t_spawn(const char *const argv[], const char *log_path);
 
-/** Wait for pid to exit within timeout_ms. Returns its exit status, 128+signal, or -1 on timeout. */
+/** Wait for pid to exit within timeout_ms. Returns its exit status, 128+signal, or -1 on timeout.
+ */
 int pg_t_wait_exit(pid_t pid, int timeout_ms);
 
 /** SIGTERM, then SIGKILL after timeout_ms. Returns the exit status as pg_t_wait_exit does. */
@@ -65,7 +66,7 @@ struct pg_t_proc {
     char dir[512];
     char log[600];
     char ready[600];
-    char url[128];       /* gateway: its base URL; sim: the Salesforce simulator's */
+    char url[128];        /* gateway: its base URL; sim: the Salesforce simulator's */
     char micros_url[128]; /* sim only: the MICROS simulator's base URL */
 };
 
@@ -91,7 +92,7 @@ char *pg_t_proc_log(const struct pg_t_proc *p);
 
 struct pg_t_resp {
     long status;
-    char *body;    /* NUL-terminated, owned */
+    char *body; /* NUL-terminated, owned */
     size_t len;
     char *headers; /* raw header block, owned */
     double total_s;
@@ -102,8 +103,13 @@ struct pg_t_resp {
  * Perform a request. headers is a NULL-terminated list of "Name: value" (may be NULL); body may
  * be NULL. timeout_ms bounds the whole transfer (0: 10 s). Returns 0 when a response was received.
  */
-int pg_t_http(const char *method, const char *url, const char *const *headers, const char *body,
-              size_t body_len, int timeout_ms, struct pg_t_resp *out);
+int pg_t_http(const char *method,
+              const char *url,
+              const char *const *headers,
+              const char *body,
+              size_t body_len,
+              int timeout_ms,
+              struct pg_t_resp *out);
 
 /** Convenience GET. */
 int pg_t_get(const char *url, struct pg_t_resp *out);

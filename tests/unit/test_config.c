@@ -27,7 +27,7 @@ static void expect_error(const char *text, const char *needle)
     assert_int_equal(parse(text, &c), PG_ECONFIG);
     assert_null(c);
     if (!strstr(err, needle))
-        fail_msg("error '%s' does not mention '%s'", err, needle);
+        fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
 }
 
 static void example_file_loads(void **state)
@@ -130,10 +130,14 @@ static void secrets(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(example_file_loads), cmocka_unit_test(defaults_apply),
-        cmocka_unit_test(missing_file),       cmocka_unit_test(bad_json),
-        cmocka_unit_test(wrong_type),         cmocka_unit_test(unknown_key),
-        cmocka_unit_test(out_of_range),       cmocka_unit_test(missing_required),
+        cmocka_unit_test(example_file_loads),
+        cmocka_unit_test(defaults_apply),
+        cmocka_unit_test(missing_file),
+        cmocka_unit_test(bad_json),
+        cmocka_unit_test(wrong_type),
+        cmocka_unit_test(unknown_key),
+        cmocka_unit_test(out_of_range),
+        cmocka_unit_test(missing_required),
         cmocka_unit_test(secrets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

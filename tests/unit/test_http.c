@@ -36,9 +36,9 @@ static void match_literal_and_templates(void **state)
     assert_string_equal(r->name, "healthz");
     assert_int_equal(nv, 0);
 
-    assert_int_equal(pg_http_match(routes, NR, "POST", "/v1/members/003ABC", &r, v, &nv, allow,
-                                   sizeof allow),
-                     PG_MATCH_OK);
+    assert_int_equal(
+        pg_http_match(routes, NR, "POST", "/v1/members/003ABC", &r, v, &nv, allow, sizeof allow),
+        PG_MATCH_OK);
     assert_string_equal(r->name, "member_post");
     assert_int_equal(nv, 1);
     assert_string_equal(v[0], "003ABC");
@@ -57,8 +57,9 @@ static void no_path(void **state)
     char v[PG_REQ_MAX_PARAMS][128];
     size_t nv;
     char allow[64];
-    const char *misses[] = {"/", "/healthz/", "/healthzz", "/v1/members", "/v1/members/",
-                            "/v1/members/x/y", "", "/v1/a/1/b"};
+    const char *misses[] = {
+        "/", "/healthz/", "/healthzz", "/v1/members", "/v1/members/", "/v1/members/x/y",
+        "",  "/v1/a/1/b"};
     for (size_t i = 0; i < sizeof misses / sizeof misses[0]; i++)
         if (pg_http_match(routes, NR, "GET", misses[i], &r, v, &nv, allow, sizeof allow) !=
             PG_MATCH_NO_PATH)
