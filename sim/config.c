@@ -1,0 +1,227 @@
+/*
+ * posgate-sim configuration: one JSON file, every key documented in sim/README.md.
+ *
+ * Strict on purpose: an unknown key is an error naming it (a typo such as "prot" must not
+ * silently leave a default in place), and so is a value of the wrong type or out of range.
+ */
+#include "sim/sim.h"
+
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/log.h"
+
+#define MIB (1024 * 1024)
+
+/* Reject keys of obj not in allowed; the message lists all of them. */
+static int
+check_keys(json_t *obj, const char *where, const char *const *allowed, char *err, size_t errsz)
+{
+    char bad[256] = "";
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        const char *const *a = allowed;
+        while (*a && strcmp(*a, k) != 0)
+            a++;
+        if (*a)
+            continue;
+        size_t n = strlen(bad);
+        snprintf(bad + n, sizeof bad - n, "%s\"%s\"", n ? ", " : "", k);
+    }
+    if (!bad[0])
+        return PG_OK;
+    snprintf(err, errsz, "%s: unknown key %s", where, bad);
+    return PG_ECONFIG;
+}
+
+/* Optional section: absent -> NULL (defaults apply), present but not an object -> error. */
+static int get_section(json_t *root, const char *key, json_t **out, char *err, size_t errsz)
+{
+    *out = json_object_get(root, key);
+    if (*out && !json_is_object(*out)) {
+        snprintf(err, errsz, "%s: must be an object", key);
+        return PG_ECONFIG;
+    }
+    return PG_OK;
+}
+
+static int get_int(json_t *obj,
+                   const char *where,
+                   const char *key,
+                   long long min,
+                   long long max,
+                   long long *out,
+                   char *err,
+                   size_t errsz)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return PG_OK;
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        snprintf(err, errsz, "%s.%s: must be an integer in %lld..%lld", where, key, min, max);
+        return PG_ECONFIG;
+    }
+    *out = json_integer_value(v);
+    return PG_OK;
+}
+
+static int get_str(json_t *obj,
+                   const char *where,
+                   const char *key,
+                   char *out,
+                   size_t outsz,
+                   char *err,
+                   size_t errsz)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v)
+        return PG_OK;
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) >= outsz) {
+        snprintf(err, errsz, "%s.%s: must be a non-empty string shorter than %zu bytes", where, key,
+                 outsz);
+        return PG_ECONFIG;
+    }
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return PG_OK;
+}
+
+/* Seed paths are relative to the config file's directory, so a config can travel with its data. */
+static int get_path(json_t *obj,
+                    const char *where,
+                    const char *key,
+                    const char *cfg_dir,
+                    char **out,
+                    char *err,
+                    size_t errsz)
+{
+    char rel[1024] = "";
+    int rc = get_str(obj, where, key, rel, sizeof rel, err, errsz);
+    if (rc || !rel[0])
+        return rc;
+    size_t n = strlen(cfg_dir) + strlen(rel) + 2;
+    *out = malloc(n);
+    if (!*out)
+        return PG_ENOMEM;
+    if (rel[0] == '/')
+        snprintf(*out, n, "%s", rel);
+    else
+        snprintf(*out, n, "%s/%s", cfg_dir, rel);
+    return PG_OK;
+}
+
+static int
+parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, size_t errsz)
+{
+    static const char *const top_keys[] = {
+        "listen_address", "log_level",  "max_body_bytes", "log_entries",
+        "log_body_bytes", "salesforce", "micros",         NULL};
+    static const char *const sf_keys[] = {"port",        "seed",      "org_id",
+                                          "api_version", "api_limit", NULL};
+    static const char *const mi_keys[] = {"port", "seed", "org", NULL};
+    json_t *sf, *mi;
+    char level[16] = "info";
+    long long max_body = cfg->max_body_bytes, entries = cfg->log_entries,
+              body_bytes = cfg->log_body_bytes, sf_port = 0, mi_port = 0;
+    int rc;
+    if (!json_is_object(root)) {
+        snprintf(err, errsz, "the top level must be an object");
+        return PG_ECONFIG;
+    }
+    if ((rc = check_keys(root, "config", top_keys, err, errsz)) ||
+        (rc = get_section(root, "salesforce", &sf, err, errsz)) ||
+        (rc = get_section(root, "micros", &mi, err, errsz)) ||
+        (rc = check_keys(sf, "salesforce", sf_keys, err, errsz)) ||
+        (rc = check_keys(mi, "micros", mi_keys, err, errsz)) ||
+        (rc = get_str(root, "config", "listen_address", cfg->listen_address,
+                      sizeof cfg->listen_address, err, errsz)) ||
+        (rc = get_str(root, "config", "log_level", level, sizeof level, err, errsz)) ||
+        (rc = get_int(root, "config", "max_body_bytes", 1024, 64 * MIB, &max_body, err, errsz)) ||
+        (rc = get_int(root, "config", "log_entries", 1, 1000000, &entries, err, errsz)) ||
+        (rc = get_int(root, "config", "log_body_bytes", 0, 4 * MIB, &body_bytes, err, errsz)) ||
+        (rc = get_int(sf, "salesforce", "port", 0, 65535, &sf_port, err, errsz)) ||
+        (rc = get_path(sf, "salesforce", "seed", cfg_dir, &cfg->sf.seed, err, errsz)) ||
+        (rc = get_str(sf, "salesforce", "org_id", cfg->sf.org_id, sizeof cfg->sf.org_id, err,
+                      errsz)) ||
+        (rc = get_str(sf, "salesforce", "api_version", cfg->sf.api_version,
+                      sizeof cfg->sf.api_version, err, errsz)) ||
+        (rc = get_int(sf, "salesforce", "api_limit", 1, 1000000000, &cfg->sf.api_limit, err,
+                      errsz)) ||
+        (rc = get_int(mi, "micros", "port", 0, 65535, &mi_port, err, errsz)) ||
+        (rc = get_path(mi, "micros", "seed", cfg_dir, &cfg->micros.seed, err, errsz)) ||
+        (rc = get_str(mi, "micros", "org", cfg->micros.org, sizeof cfg->micros.org, err, errsz)))
+        return rc;
+    enum pg_log_level lvl;
+    if (pg_log_level_parse(level, &lvl) != 0) {
+        snprintf(err, errsz, "config.log_level: must be debug, info, warn or error");
+        return PG_ECONFIG;
+    }
+    cfg->log_level = (int)lvl;
+    cfg->max_body_bytes = (size_t)max_body;
+    cfg->log_entries = (size_t)entries;
+    cfg->log_body_bytes = (size_t)body_bytes;
+    cfg->sf.port = (int)sf_port;
+    cfg->micros.port = (int)mi_port;
+    if (sf_port && sf_port == mi_port) {
+        snprintf(err, errsz, "salesforce.port and micros.port must differ");
+        return PG_ECONFIG;
+    }
+    if (!pg_sim_sf_id_valid(cfg->sf.org_id, "00D")) {
+        snprintf(err, errsz, "salesforce.org_id: \"%s\" is not an 18-char org id (00D...)",
+                 cfg->sf.org_id);
+        return PG_ECONFIG;
+    }
+    long long major = 0;
+    char tail[8] = "";
+    if (sscanf(cfg->sf.api_version, "%lld.%7s", &major, tail) != 2 || strcmp(tail, "0") != 0 ||
+        major < 60 || major > 99) {
+        snprintf(err, errsz, "salesforce.api_version: must look like \"66.0\" (60.0..99.0)");
+        return PG_ECONFIG;
+    }
+    /* The org short name is a URL path segment: keep it to characters that need no escaping. */
+    if (strspn(cfg->micros.org,
+               "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") !=
+        strlen(cfg->micros.org)) {
+        snprintf(err, errsz, "micros.org: only letters, digits, '_' and '-' are allowed");
+        return PG_ECONFIG;
+    }
+    return PG_OK;
+}
+
+int pg_sim_config_load(const char *path, struct pg_sim_config *cfg, char *err, size_t errsz)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->listen_address, sizeof cfg->listen_address, "127.0.0.1");
+    cfg->log_level = PG_LOG_INFO;
+    cfg->max_body_bytes = 4 * MIB;
+    cfg->log_entries = 10000;
+    cfg->log_body_bytes = 64 * 1024;
+    snprintf(cfg->sf.org_id, sizeof cfg->sf.org_id, "00D5g000004XyZ1EAK");
+    snprintf(cfg->sf.api_version, sizeof cfg->sf.api_version, "66.0");
+    cfg->sf.api_limit = 100000;
+    snprintf(cfg->micros.org, sizeof cfg->micros.org, "ACME");
+
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errsz, "%s: line %d: %s", path, jerr.line, jerr.text);
+        return PG_ECONFIG;
+    }
+    char *copy = strdup(path);
+    int rc = copy ? parse(root, dirname(copy), cfg, err, errsz) : PG_ENOMEM;
+    free(copy);
+    json_decref(root);
+    if (rc)
+        pg_sim_config_free(cfg);
+    return rc;
+}
+
+void pg_sim_config_free(struct pg_sim_config *cfg)
+{
+    free(cfg->sf.seed);
+    free(cfg->micros.seed);
+    cfg->sf.seed = cfg->micros.seed = NULL;
+}

@@ -1,0 +1,350 @@
+/*
+ * The Salesforce simulator: record ids, seed Contacts, the REST versions list and Salesforce's
+ * error-array shape. Later issues add OAuth, query, upsert and outbound messages to `routes`.
+ * Wire facts: /work/shared/reference/salesforce-wire.md (section numbers below refer to it).
+ */
+#include "sim/sim.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "server/log.h"
+#include "server/util.h"
+
+#define SEED_MAX_BYTES (16 * 1024 * 1024)
+#define GENERATE_MAX 100000
+
+struct sf_priv {
+    long long api_used; /* calls counted in Sforce-Limit-Info since the last reset */
+};
+
+/* ---- record ids (§0) ---- */
+
+void pg_sim_sf_id18(const char *id15, char *out)
+{
+    /* Per 5-char group, bit i is set when char i is upper case; 0..31 maps onto this alphabet. */
+    static const char map[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345";
+    memcpy(out, id15, 15);
+    for (int g = 0; g < 3; g++) {
+        int bits = 0;
+        for (int i = 0; i < 5; i++)
+            if (id15[g * 5 + i] >= 'A' && id15[g * 5 + i] <= 'Z')
+                bits |= 1 << i;
+        out[15 + g] = map[bits];
+    }
+    out[18] = '\0';
+}
+
+int pg_sim_sf_id_valid(const char *id, const char *key_prefix)
+{
+    if (!id || strlen(id) != 18)
+        return 0;
+    for (int i = 0; i < 15; i++)
+        if (!isalnum((unsigned char)id[i]))
+            return 0;
+    if (key_prefix && strncmp(id, key_prefix, strlen(key_prefix)) != 0)
+        return 0;
+    char want[19];
+    pg_sim_sf_id18(id, want);
+    return strcmp(want, id) == 0;
+}
+
+/* ---- error shape (§4.6) ---- */
+
+static void
+sf_error_reply(struct pg_sim *sim, int status, const char *msg, struct pg_sim_reply *out)
+{
+    static const struct {
+        int status;
+        const char *code, *msg;
+    } codes[] = {
+        {401, "INVALID_SESSION_ID", "Session expired or invalid"},
+        {403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."},
+        {404, "NOT_FOUND", "The requested resource does not exist"},
+        {405, "METHOD_NOT_ALLOWED", "HTTP Method not allowed"},
+        {413, "REQUEST_ENTITY_TOO_LARGE", "Request body too large"}, /* code not in the reference */
+        {503, "SERVER_UNAVAILABLE", "Server unavailable"},
+    };
+    const char *code = "UNKNOWN_EXCEPTION", *text = "An unexpected error occurred.";
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (codes[i].status == status) {
+            code = codes[i].code;
+            text = codes[i].msg;
+        }
+    (void)sim;
+    pg_sim_reply_json(out, status,
+                      json_pack("[{s:s,s:s}]", "message", msg ? msg : text, "errorCode", code));
+}
+
+/* Every REST response except GET /services/data/ carries the org's API usage (§4.7). */
+static void sf_limit_header(struct pg_sim *sim, struct pg_sim_reply *out)
+{
+    struct sf_priv *p = sim->priv;
+    char v[64];
+    pthread_mutex_lock(&sim->mu);
+    long long used = ++p->api_used;
+    pthread_mutex_unlock(&sim->mu);
+    snprintf(v, sizeof v, "api-usage=%lld/%lld", used, sim->cfg->sf.api_limit);
+    pg_sim_reply_header(out, "Sforce-Limit-Info", v);
+}
+
+/* ---- routes ---- */
+
+/* GET /services/data/: every supported version, oldest first, as Salesforce lists them (§0). */
+static void sf_versions(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
+{
+    static const char *const seasons[] = {"Spring", "Summer", "Winter"};
+    int latest = atoi(sim->cfg->sf.api_version);
+    json_t *arr = json_array();
+    /* v31.0 (Summer '14) is the oldest version still served since 21.0-30.0 were retired. */
+    for (int v = 31; v <= latest; v++) {
+        /* Three releases a year; v60 = Spring '24, and Winter carries the next year's number. */
+        int n = v + 12, season = n % 3, year = n / 3 + (season == 2);
+        char label[32], url[40], ver[16];
+        snprintf(label, sizeof label, "%s '%02d", seasons[season], year % 100);
+        snprintf(url, sizeof url, "/services/data/v%d.0", v);
+        snprintf(ver, sizeof ver, "%d.0", v);
+        json_array_append_new(
+            arr, json_pack("{s:s,s:s,s:s}", "label", label, "url", url, "version", ver));
+    }
+    pg_sim_reply_json(out, 200, arr);
+}
+
+static void sf_not_found(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
+{
+    sf_error_reply(sim, 404, NULL, out);
+    sf_limit_header(sim, out);
+}
+
+static const struct pg_sim_route sf_routes[] = {
+    {"GET", "/services/data/", 0, sf_versions},
+    {"GET", "/services/data", 0, sf_versions},
+    {"*", "/services/", 1, sf_not_found}, /* REST paths we do not serve yet still count */
+    {NULL, NULL, 0, NULL},
+};
+
+static void sf_reset(struct pg_sim *sim)
+{
+    ((struct sf_priv *)sim->priv)->api_used = 0;
+}
+
+static const struct pg_sim_ops sf_ops = {
+    .name = "salesforce",
+    .routes = sf_routes,
+    .error_reply = sf_error_reply,
+    .reset = sf_reset,
+};
+
+/* ---- seed data ---- */
+
+/* splitmix64: a fixed, platform-independent generator so the same seed gives the same org. */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static unsigned rng_below(uint64_t *s, unsigned n)
+{
+    return (unsigned)(rng_next(s) % n);
+}
+
+/* 1 when some record's field equals val (case-insensitively, as SOQL '=' compares text). */
+static int has_value(json_t *records, const char *field, const char *val)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        const char *v = json_string_value(json_object_get(r, field));
+        if (v && strcasecmp(v, val) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Ids are unique on their case-sensitive 15-char form. */
+static int has_id15(json_t *records, const char *id)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(records, i, r)
+    {
+        const char *v = json_string_value(json_object_get(r, "Id"));
+        if (v && strncmp(v, id, 15) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static json_t *gen_contact(uint64_t *rng, json_t *contacts, int n)
+{
+    static const char *const first[] = {"Olivia", "Liam",   "Emma",  "Noah",  "Ava",
+                                        "Mateo",  "Sophia", "Lucas", "Mia",   "Ethan",
+                                        "Amara",  "Kenji",  "Priya", "Diego", "Fatima",
+                                        "Hannah", "Omar",   "Chloe", "Wei",   "Isabel"};
+    static const char *const last[] = {"Smith",  "Johnson", "Garcia",   "Nguyen", "Patel",
+                                       "Kim",    "Brown",   "Martinez", "Okafor", "Rossi",
+                                       "Muller", "Silva",   "Tanaka",   "Cohen",  "Walker",
+                                       "Lopez",  "Hughes",  "Dubois",   "Singh",  "Chen"};
+    static const int areas[] = {212, 305, 312, 415, 503, 617, 702, 206};
+    static const char *const prefs[] = {"Vegetarian",  "Vegan", "Gluten Free",    "Dairy Free",
+                                        "Window Seat", "Patio", "Email Receipts", "SMS Offers"};
+    static const char alnum[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    char id15[16], id[19], email[128], phone[20], loyalty[16], p[64] = "", ts[32];
+
+    do {
+        snprintf(id15, sizeof id15, "0035g00000");
+        for (int i = 10; i < 15; i++)
+            id15[i] = alnum[rng_below(rng, 62)];
+        id15[15] = '\0';
+        pg_sim_sf_id18(id15, id);
+    } while (has_id15(contacts, id));
+    const char *fn = first[rng_below(rng, 20)], *ln = last[rng_below(rng, 20)];
+    snprintf(email, sizeof email, "%s.%s@example.com", fn, ln);
+    for (int k = 2; has_value(contacts, "Email", email); k++)
+        snprintf(email, sizeof email, "%s.%s%d@example.com", fn, ln, k);
+    for (char *c = email; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    do /* 555-01xx numbers are reserved for fiction */
+        snprintf(phone, sizeof phone, "+1%d55501%02u", areas[rng_below(rng, 8)],
+                 rng_below(rng, 100));
+    while (has_value(contacts, "MobilePhone", phone));
+    for (int k = 1000 + n;; k++) {
+        snprintf(loyalty, sizeof loyalty, "LY-%06d", k);
+        if (!has_value(contacts, "Loyalty_Id__c", loyalty))
+            break;
+    }
+    unsigned roll = rng_below(rng, 100);
+    const char *tier = roll < 50   ? "Bronze"
+                       : roll < 80 ? "Silver"
+                       : roll < 95 ? "Gold"
+                                   : "Platinum";
+    unsigned pts = roll < 50   ? rng_below(rng, 1000)
+                   : roll < 80 ? 1000 + rng_below(rng, 4000)
+                   : roll < 95 ? 5000 + rng_below(rng, 10000)
+                               : 15000 + rng_below(rng, 35000);
+    for (unsigned k = rng_below(rng, 3), i = 0; i < k; i++) {
+        const char *pr = prefs[rng_below(rng, 8)];
+        if (!strstr(p, pr)) /* a multi-select picklist holds each value once, ';'-joined */
+            snprintf(p + strlen(p), sizeof p - strlen(p), "%s%s", p[0] ? ";" : "", pr);
+    }
+    /* SystemModstamp within the 55 days after 2026-01-05T08:00:00Z */
+    time_t t = (time_t)1767600000 + (time_t)rng_below(rng, 55 * 86400);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:s}", "Id", id, "FirstName", fn,
+                     "LastName", ln, "Email", email, "MobilePhone", phone, "Phone_E164__c", phone,
+                     "Loyalty_Id__c", loyalty, "Loyalty_Tier__c", tier, "Loyalty_Points__c",
+                     (int)pts, "Preferences__c", p[0] ? json_string(p) : json_null(),
+                     "SystemModstamp", ts);
+}
+
+static int check_contact(json_t *c, size_t i, json_t *seen, char *err, size_t errsz)
+{
+    const char *id = json_string_value(json_object_get(c, "Id"));
+    const char *ln = json_string_value(json_object_get(c, "LastName"));
+    const char *ly = json_string_value(json_object_get(c, "Loyalty_Id__c"));
+    if (!json_is_object(c)) {
+        snprintf(err, errsz, "contacts[%zu]: must be an object", i);
+    } else if (!pg_sim_sf_id_valid(id, "003")) {
+        char want[19] = "";
+        if (id && strlen(id) == 18)
+            pg_sim_sf_id18(id, want);
+        snprintf(err, errsz, "contacts[%zu]: Id \"%s\" is not a valid 18-char Contact id%s%s", i,
+                 id ? id : "", want[0] ? ", the suffix should give " : "", want);
+    } else if (has_id15(seen, id)) {
+        snprintf(err, errsz, "contacts[%zu]: duplicate Id %s", i, id);
+    } else if (!ln || !ln[0]) {
+        snprintf(err, errsz, "contacts[%zu]: LastName is required", i);
+    } else if (ly && has_value(seen, "Loyalty_Id__c", ly)) {
+        snprintf(err, errsz, "contacts[%zu]: duplicate Loyalty_Id__c %s", i, ly);
+    } else {
+        return PG_OK;
+    }
+    return PG_ECONFIG;
+}
+
+/* Seed: {"contacts":[...hand-written...], "generate":{"contacts":N,"seed":S}} (sim/README.md). */
+static int sf_load_seed(const char *path, json_t **out, char *err, size_t errsz)
+{
+    json_error_t jerr;
+    json_t *root = NULL, *contacts = json_array();
+    int rc = PG_ECONFIG;
+    *out = NULL;
+    if (!path)
+        goto done;
+    root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errsz, "salesforce seed %s: line %d: %s", path, jerr.line, jerr.text);
+        goto out;
+    }
+    const char *k;
+    json_t *v, *list = json_object_get(root, "contacts"), *gen = json_object_get(root, "generate");
+    json_object_foreach(root, k, v)
+    {
+        if (strcmp(k, "contacts") != 0 && strcmp(k, "generate") != 0) {
+            snprintf(err, errsz, "salesforce seed %s: unknown key \"%s\"", path, k);
+            goto out;
+        }
+    }
+    if (list && !json_is_array(list)) {
+        snprintf(err, errsz, "salesforce seed %s: \"contacts\" must be an array", path);
+        goto out;
+    }
+    size_t i;
+    json_array_foreach(list, i, v)
+    {
+        if (check_contact(v, i, contacts, err, errsz) != 0)
+            goto out;
+        json_array_append(contacts, v);
+    }
+    if (gen) {
+        json_t *n = json_object_get(gen, "contacts"), *s = json_object_get(gen, "seed");
+        if (!json_is_object(gen) || json_object_size(gen) != 2 || !json_is_integer(n) ||
+            !json_is_integer(s) || json_integer_value(n) < 0 ||
+            json_integer_value(n) > GENERATE_MAX) {
+            snprintf(err, errsz,
+                     "salesforce seed %s: \"generate\" must be {\"contacts\": 0..%d, \"seed\": "
+                     "integer}",
+                     path, GENERATE_MAX);
+            goto out;
+        }
+        uint64_t rng = (uint64_t)json_integer_value(s);
+        for (json_int_t g = 0; g < json_integer_value(n); g++)
+            json_array_append_new(contacts, gen_contact(&rng, contacts, (int)g));
+    }
+done:
+    *out = json_pack("{s:O}", "contacts", contacts);
+    rc = *out ? PG_OK : PG_ENOMEM;
+out:
+    json_decref(contacts);
+    json_decref(root);
+    return rc;
+}
+
+int pg_sim_salesforce_init(struct pg_sim *sim,
+                           const struct pg_sim_config *cfg,
+                           char *err,
+                           size_t errsz)
+{
+    json_t *seed;
+    int rc = sf_load_seed(cfg->sf.seed, &seed, err, errsz);
+    if (rc)
+        return rc;
+    rc = pg_sim_init(sim, &sf_ops, cfg, seed);
+    sim->priv = calloc(1, sizeof(struct sf_priv));
+    if (rc == PG_OK && !sim->priv)
+        rc = PG_ENOMEM;
+    if (rc)
+        snprintf(err, errsz, "salesforce: out of memory");
+    return rc;
+}
