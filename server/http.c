@@ -478,7 +478,12 @@ static enum MHD_Result on_request(void *cls,
         snprintf(d, sizeof d, "request body exceeds %zu bytes", req->body.max);
         pg_req_problem(req, 413, d, NULL);
     } else {
-        int rc = req->route->handler(req);
+        int rc = PG_OK;
+        /* Authorise after the body has arrived: Salesforce's org check reads the body. */
+        if (req->route->auth != PG_AUTH_NONE)
+            rc = h->opts.authorize ? h->opts.authorize(req, req->route->auth) : PG_EFORBIDDEN;
+        if (rc == PG_OK && !req->replied)
+            rc = req->route->handler(req);
         if (rc < 0 && !req->replied)
             reply_error(req, rc);
         else if (rc < 0)

@@ -59,6 +59,10 @@ struct pg_http_opts {
     const struct pg_route *routes; /* borrowed; must outlive the server */
     size_t nroutes;
     void *app; /* borrowed; handed to handlers through pg_req_app */
+    /* Checks a route's auth policy before its handler runs: 0 lets it through, a negative
+     * PG_E* code (PG_EAUTH, PG_EFORBIDDEN) refuses it, or it replies itself. NULL: every route
+     * other than PG_AUTH_NONE is refused (fail closed). */
+    int (*authorize)(struct pg_req *req, enum pg_auth_policy policy);
 };
 
 /**

@@ -62,7 +62,7 @@ static int is_secret_key(const char *k)
 
 static void log_write(json_t *line)
 {
-    char *s = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+    char *s = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
     if (!s)
         return;
     size_t n = strlen(s);
