@@ -10,14 +10,14 @@
 /* ---- argument vectors ---- */
 
 struct args {
-    int n, cap;
+    int n, cap, overflow;
     const char **v; /* borrowed strings */
     size_t *l;
 };
 
 static int args_init(struct args *a, size_t cap)
 {
-    a->n = 0;
+    a->n = a->overflow = 0;
     a->cap = (int)cap;
     a->v = calloc(cap, sizeof *a->v);
     a->l = calloc(cap, sizeof *a->l);
@@ -33,9 +33,11 @@ static int args_init(struct args *a, size_t cap)
 
 static void args_push(struct args *a, const void *p, size_t len)
 {
-    if (a->n < a->cap) { /* callers size cap exactly; the check keeps a bug from writing out */
+    if (a->n < a->cap) {
         a->v[a->n] = p;
         a->l[a->n++] = len;
+    } else {
+        a->overflow = 1; /* callers size cap exactly: this is a bug, reported by args_run */
     }
 }
 
@@ -54,8 +56,9 @@ static void args_free(struct args *a)
 
 static int args_run(struct args *a, int timeout_ms, redisReply **out)
 {
-    int rc = timeout_ms > 0 ? pg_redis_command_argv_timeout(out, timeout_ms, a->n, a->v, a->l)
-                            : pg_redis_command_argv(out, a->n, a->v, a->l);
+    int rc = a->overflow      ? PG_EINVAL
+             : timeout_ms > 0 ? pg_redis_command_argv_timeout(out, timeout_ms, a->n, a->v, a->l)
+                              : pg_redis_command_argv(out, a->n, a->v, a->l);
     args_free(a);
     return rc;
 }
@@ -123,6 +126,8 @@ static int append_entries(struct pg_store_batch *b, const redisReply *arr, long 
         return PG_OK;
     if (arr->type != REDIS_REPLY_ARRAY)
         return PG_EPROTO;
+    if (arr->elements == 0)
+        return PG_OK; /* an empty batch owns nothing */
     struct pg_store_msg *nm = realloc(b->msgs, (b->n + arr->elements + 1) * sizeof *nm);
     if (!nm)
         return PG_ENOMEM;
@@ -160,6 +165,10 @@ static int append_entries(struct pg_store_batch *b, const redisReply *arr, long 
             fd->value_len = v->len;
         }
     }
+    if (b->n == 0) { /* every entry was skipped */
+        free(b->msgs);
+        b->msgs = NULL;
+    }
     return PG_OK;
 }
 
@@ -188,7 +197,7 @@ static int xadd(const char *stream,
     if (!valid_name(stream) || (nmeta + nfields) == 0 || (nfields && !fields))
         return PG_EINVAL;
     struct args a;
-    if (args_init(&a, 5 + 2 * (nmeta + nfields)))
+    if (args_init(&a, 6 + 2 * (nmeta + nfields)))
         return PG_ENOMEM;
     /* Prefixed names ("f." + name) live in one block freed after the command. */
     size_t plen = prefix ? strlen(prefix) : 0, total = 0;
