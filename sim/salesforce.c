@@ -81,8 +81,12 @@ sf_error_reply(struct pg_sim *sim, int status, const char *msg, struct pg_sim_re
                       json_pack("[{s:s,s:s}]", "message", msg ? msg : text, "errorCode", code));
 }
 
-/* Every REST response except GET /services/data/ carries the org's API usage (§4.7). */
-static void sf_limit_header(struct pg_sim *sim, struct pg_sim_reply *out)
+/*
+ * Count one API call and report the org's usage, which every REST response except
+ * GET /services/data/ carries (§4.7). Past the daily allocation the call is refused with 403
+ * REQUEST_LIMIT_EXCEEDED (§4.6): returns 1 when out holds that answer.
+ */
+static int sf_api_call(struct pg_sim *sim, struct pg_sim_reply *out)
 {
     struct sf_priv *p = sim->priv;
     char v[64];
@@ -91,6 +95,10 @@ static void sf_limit_header(struct pg_sim *sim, struct pg_sim_reply *out)
     pthread_mutex_unlock(&sim->mu);
     snprintf(v, sizeof v, "api-usage=%lld/%lld", used, sim->cfg->sf.api_limit);
     pg_sim_reply_header(out, "Sforce-Limit-Info", v);
+    if (used <= sim->cfg->sf.api_limit)
+        return 0;
+    sf_error_reply(sim, 403, NULL, out);
+    return 1;
 }
 
 /* ---- routes ---- */
@@ -117,8 +125,8 @@ static void sf_versions(struct pg_sim *sim, const struct pg_sim_req *req, struct
 
 static void sf_not_found(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
 {
-    sf_error_reply(sim, 404, NULL, out);
-    sf_limit_header(sim, out);
+    if (!sf_api_call(sim, out))
+        sf_error_reply(sim, 404, NULL, out);
 }
 
 static const struct pg_sim_route sf_routes[] = {
