@@ -323,7 +323,6 @@ static int exec_raw(struct tconn *t, int timeout_ms, const char *cmd, size_t len
         if (got > PG_REDIS_MAX_REPLY_BYTES)
             return fail(t, PG_ETOOLARGE, 0);
     }
-    note_success();
     redisReply *r = reply;
     int rc = r->type == REDIS_REPLY_ERROR ? PG_EPROTO : PG_OK;
     if (out)
@@ -451,7 +450,12 @@ static int run_formatted(redisReply **out, int timeout_ms, const char *cmd, size
     int rc = get_conn(&t);
     if (rc)
         return rc;
-    return exec_raw(t, timeout_ms, cmd, len, out);
+    rc = exec_raw(t, timeout_ms, cmd, len, out);
+    /* Healthy again only once a caller's command got an answer: a handshake that passes AUTH
+     * and then fails SELECT must keep escalating the backoff. */
+    if (rc == PG_OK || rc == PG_EPROTO)
+        note_success();
+    return rc;
 }
 
 /* ---- public API ---- */

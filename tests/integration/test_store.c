@@ -427,6 +427,33 @@ static void test_threads(void **state)
     }
 }
 
+static void test_auth_and_db(void **state)
+{
+    assert_int_equal(pg_redis_command(NULL, "CONFIG SET requirepass %s", "s3cr3t"), PG_OK);
+    char url[300];
+    snprintf(url, sizeof url, "redis://:s3cr3t@127.0.0.1:%d/3", R.port);
+    struct pg_redis_opts o = {.url = url, .command_timeout_ms = CMD_TIMEOUT_MS};
+    assert_int_equal(pg_redis_init(&o), PG_OK);
+    assert_int_equal(pg_store_cache_set("t:db3", "x", 1, 60000), PG_OK);
+
+    /* The password option overrides the URL's; a refused AUTH is "unavailable" and counted. */
+    unsigned long long errs = pg_redis_error_count();
+    o.password = "wrong";
+    assert_int_equal(pg_redis_init(&o), PG_OK);
+    assert_int_equal(pg_redis_ping(), PG_EUNAVAIL);
+    assert_true(pg_redis_error_count() > errs);
+
+    /* The key went to db 3 (SELECT), so db 0 does not have it. */
+    o.password = NULL;
+    snprintf(url, sizeof url, "redis://:s3cr3t@127.0.0.1:%d/0", R.port);
+    assert_int_equal(pg_redis_init(&o), PG_OK);
+    char *v = NULL;
+    size_t len = 0;
+    assert_int_equal(pg_store_cache_get("t:db3", &v, &len), PG_ENOTFOUND);
+    assert_int_equal(pg_redis_command(NULL, "CONFIG SET requirepass %s", ""), PG_OK);
+    init_redis(20, 200);
+}
+
 static void test_group_recreated_after_restart(void **state)
 {
     const char *s = "t:q:restart";
@@ -524,6 +551,7 @@ int main(void)
         cmocka_unit_test(test_dead_letters),
         cmocka_unit_test(test_audit),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_auth_and_db),
         cmocka_unit_test(test_group_recreated_after_restart),
         cmocka_unit_test(test_stopped_redis),
         cmocka_unit_test(test_paused_redis),
