@@ -343,6 +343,24 @@ static int exec_argv(struct tconn *t, redisReply **out, int argc, const char **a
     return rc;
 }
 
+/* One handshake command (AUTH, SELECT). A refusal is a configuration problem: it is logged
+ * (the command name only; never the arguments) and treated like an unreachable Redis. */
+static int handshake(struct tconn *t, int argc, const char **argv)
+{
+    redisReply *r = NULL;
+    int rc = exec_argv(t, &r, argc, argv);
+    if (rc == PG_EPROTO) {
+        pg_log(PG_LOG_ERROR, NULL, "redis_handshake_failed", "%s refused: %.100s", argv[0], r->str);
+        drop(t);
+        atomic_fetch_add(&g_errors, 1);
+        note_failure("handshake refused");
+        rc = PG_EUNAVAIL;
+    }
+    if (r)
+        freeReplyObject(r);
+    return rc; /* other failures: exec_raw already dropped the connection and counted */
+}
+
 /* New connection: connect, set timeouts and buffer limits, AUTH, SELECT. */
 static int connect_thread(struct tconn *t)
 {
@@ -363,45 +381,17 @@ static int connect_thread(struct tconn *t)
     if (c->err)
         return fail_io(t, e);
     c->reader->maxbuf = 64 * 1024;
-    redisReply *r = NULL;
     int rc = PG_OK;
-    if (a->password[0]) {
-        const char *av[] = {"AUTH", a->user, a->password};
-        rc = a->user[0] ? exec_argv(t, &r, 3, av)
-                        : exec_argv(t, &r, 2, (const char *[]){"AUTH", a->password});
-        if (rc == PG_EPROTO) {
-            pg_log(PG_LOG_ERROR, NULL, "redis_auth_failed", "AUTH refused: %.100s", r->str);
-            freeReplyObject(r);
-            atomic_fetch_add(&g_errors, 1);
-            drop(t);
-            note_failure("AUTH refused");
-            return PG_EUNAVAIL;
-        }
-        if (r)
-            freeReplyObject(r);
-        r = NULL;
-        if (rc)
-            return rc; /* exec_raw already dropped the connection and counted */
-    }
-    if (a->db) {
+    if (a->password[0] && a->user[0])
+        rc = handshake(t, 3, (const char *[]){"AUTH", a->user, a->password});
+    else if (a->password[0])
+        rc = handshake(t, 2, (const char *[]){"AUTH", a->password});
+    if (rc == PG_OK && a->db) {
         char db[16];
         snprintf(db, sizeof db, "%d", a->db);
-        rc = exec_argv(t, &r, 2, (const char *[]){"SELECT", db});
-        if (rc == PG_EPROTO) {
-            pg_log(PG_LOG_ERROR, NULL, "redis_select_failed", "SELECT %s refused: %.100s", db,
-                   r->str);
-            freeReplyObject(r);
-            atomic_fetch_add(&g_errors, 1);
-            drop(t);
-            note_failure("SELECT refused");
-            return PG_EUNAVAIL;
-        }
-        if (r)
-            freeReplyObject(r);
-        if (rc)
-            return rc;
+        rc = handshake(t, 2, (const char *[]){"SELECT", db});
     }
-    return PG_OK;
+    return rc;
 }
 
 /* The calling thread's live connection, connecting (subject to backoff) when needed. */
