@@ -455,8 +455,8 @@ int pg_redis_init(const struct pg_redis_opts *o)
     struct pg_redis_addr a;
     if (!o || pg_redis_url_parse(o->url, &a))
         return PG_EINVAL;
-    if (o->password) {
-        if (!*o->password || strlen(o->password) >= sizeof a.password)
+    if (o->password && *o->password) { /* "" means no override, as NULL does */
+        if (strlen(o->password) >= sizeof a.password)
             return PG_EINVAL;
         snprintf(a.password, sizeof a.password, "%s", o->password);
     }

@@ -44,7 +44,7 @@
 
 struct pg_redis_opts {
     const char *url;      /* borrowed; copied by pg_redis_init */
-    const char *password; /* may be NULL; overrides the URL's; borrowed, copied */
+    const char *password; /* NULL or "": use the URL's; else overrides it; copied */
     int connect_timeout_ms;
     int command_timeout_ms;
     int reconnect_min_ms;
