@@ -83,7 +83,7 @@ static int run(const struct pg_config *cfg, const char *ready_file)
     };
     rc = pg_redis_init(&ro);
     if (rc) {
-        pg_log(PG_LOG_ERROR, NULL, "startup", "redis.url is not a valid redis:// or unix:// URL");
+        pg_log(PG_LOG_ERROR, NULL, "startup", "redis settings rejected: %s", pg_strerror(rc));
         return rc;
     }
 
@@ -179,7 +179,7 @@ int main(int argc, char **argv)
     struct pg_redis_addr addr;
     if (pg_redis_url_parse(cfg->redis_url, &addr) != 0) {
         fprintf(stderr,
-                "posgate: config: redis.url: expected redis://[user:password@]host[:port][/db] "
+                "posgate: config: redis.url: expected redis://[[user]:password@]host[:port][/db] "
                 "or unix:///path\n");
         explicit_bzero(&addr, sizeof addr);
         pg_config_free(cfg);

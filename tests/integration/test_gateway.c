@@ -48,9 +48,11 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    /* A clean exit status also proves the sanitizers found no leak at shutdown. */
+    int st = pg_t_proc_stop(&gw);
     pg_t_proc_destroy(&gw);
     pg_t_redis_destroy(&redis);
-    return 0;
+    return st == 0 ? 0 : -1;
 }
 
 static char *url(const char *path)
