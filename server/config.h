@@ -20,6 +20,7 @@ struct pg_config {
     int listen_port;
     /* http */
     int http_threads;
+    int http_workers;
     int http_connection_timeout_s;
     int http_connection_limit;
     int http_per_ip_connection_limit;

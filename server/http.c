@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,10 +17,23 @@
 #include "server/metrics.h"
 #include "server/util.h"
 
+struct pg_req;
+
+/* The worker pool: a FIFO of suspended requests and the threads that run their handlers. */
+struct worker_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct pg_req *head, *tail;
+    int stopping;
+    int nthreads;
+    pthread_t *threads;
+};
+
 struct pg_http {
     struct MHD_Daemon *daemon;
     struct pg_http_opts opts;
     int port;
+    struct worker_pool pool;
 };
 
 struct req_header {
@@ -48,6 +62,9 @@ struct pg_req {
     int replied;
     struct req_header hdrs[PG_REQ_MAX_HEADERS];
     size_t nhdrs;
+    /* worker hand-off */
+    int dispatched; /* queued to the worker pool (connection suspended) */
+    struct pg_req *next;
 };
 
 static atomic_long in_flight;
@@ -399,6 +416,91 @@ static void reply_error(struct pg_req *req, int err)
     pg_req_problem(req, status, pg_strerror(err), NULL);
 }
 
+/* Authorise (when the route asks for it) and run the handler. send_reply covers a handler that
+ * forgot to reply. */
+static void run_handler(struct pg_req *req)
+{
+    struct pg_http *h = req->srv;
+    int rc = PG_OK;
+    /* Authorise after the body has arrived: Salesforce's org check reads the body. */
+    if (req->route->auth != PG_AUTH_NONE)
+        rc = h->opts.authorize ? h->opts.authorize(req, req->route->auth) : PG_EFORBIDDEN;
+    if (rc == PG_OK && !req->replied)
+        rc = req->route->handler(req);
+    if (rc < 0 && !req->replied)
+        reply_error(req, rc);
+    else if (rc < 0)
+        pg_log(PG_LOG_DEBUG, req->id, "http.handler_error", "%s", pg_strerror(rc));
+}
+
+/* ---------------------------------------------------------------- worker pool */
+
+static void pool_push(struct worker_pool *p, struct pg_req *req)
+{
+    pthread_mutex_lock(&p->mu);
+    req->next = NULL;
+    if (p->tail)
+        p->tail->next = req;
+    else
+        p->head = req;
+    p->tail = req;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *pool_main(void *arg)
+{
+    struct worker_pool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        /* Drain the queue before honouring a stop: every suspended request gets its reply. */
+        while (!p->head && !p->stopping)
+            pthread_cond_wait(&p->cv, &p->mu);
+        struct pg_req *req = p->head;
+        if (req) {
+            p->head = req->next;
+            if (!p->head)
+                p->tail = NULL;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (!req)
+            break;
+        run_handler(req);
+        MHD_resume_connection(req->conn);
+    }
+    return NULL;
+}
+
+static int pool_start(struct worker_pool *p, int n)
+{
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    p->threads = calloc((size_t)n, sizeof *p->threads);
+    if (!p->threads)
+        return PG_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0)
+            return PG_ENOMEM;
+        p->nthreads++;
+    }
+    return PG_OK;
+}
+
+static void pool_stop(struct worker_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->stopping = 1;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    p->threads = NULL;
+    p->nthreads = 0;
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+}
+
 static void start_request(struct pg_http *h,
                           struct pg_req *req,
                           struct MHD_Connection *conn,
@@ -477,17 +579,14 @@ static enum MHD_Result on_request(void *cls,
         char d[96];
         snprintf(d, sizeof d, "request body exceeds %zu bytes", req->body.max);
         pg_req_problem(req, 413, d, NULL);
-    } else {
-        int rc = PG_OK;
-        /* Authorise after the body has arrived: Salesforce's org check reads the body. */
-        if (req->route->auth != PG_AUTH_NONE)
-            rc = h->opts.authorize ? h->opts.authorize(req, req->route->auth) : PG_EFORBIDDEN;
-        if (rc == PG_OK && !req->replied)
-            rc = req->route->handler(req);
-        if (rc < 0 && !req->replied)
-            reply_error(req, rc);
-        else if (rc < 0)
-            pg_log(PG_LOG_DEBUG, req->id, "http.handler_error", "%s", pg_strerror(rc));
+    } else if (!req->route->inline_ok && !req->dispatched) {
+        /* Hand the request to a worker; MHD calls us again once it is resumed. */
+        req->dispatched = 1;
+        MHD_suspend_connection(conn);
+        pool_push(&h->pool, req);
+        return MHD_YES;
+    } else if (!req->dispatched) {
+        run_handler(req);
     }
     return send_reply(req);
 }
@@ -543,7 +642,8 @@ int pg_http_start(const struct pg_http_opts *o, struct pg_http **out)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned int flags =
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, o->address, &a4->sin_addr) == 1) {
@@ -560,7 +660,13 @@ int pg_http_start(const struct pg_http_opts *o, struct pg_http **out)
     if (!h)
         return PG_ENOMEM;
     h->opts = *o;
+    if (pool_start(&h->pool, o->workers > 0 ? o->workers : 1) != 0) {
+        pool_stop(&h->pool);
+        free(h);
+        return PG_ENOMEM;
+    }
     struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
         {MHD_OPTION_SOCK_ADDR, 0, &ss},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)o->connection_timeout_s, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)o->connection_limit, NULL},
@@ -569,13 +675,13 @@ int pg_http_start(const struct pg_http_opts *o, struct pg_http **out)
          * header size cap (MHD answers 431 beyond it). */
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)o->header_max_bytes, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, NULL},
-        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
         {o->threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)o->threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
     h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts,
                                  MHD_OPTION_END);
     if (!h->daemon) {
+        pool_stop(&h->pool);
         free(h);
         return PG_EIO;
     }
@@ -606,6 +712,9 @@ void pg_http_stop(struct pg_http *h, int grace_ms)
     if (left > 0)
         pg_log(PG_LOG_WARN, NULL, "http.shutdown", "%ld requests still in flight after %d ms", left,
                grace_ms);
+    /* Workers finish what they hold (each call is bounded by its own timeout) and resume those
+     * connections: libmicrohttpd must not be stopped with a connection still suspended. */
+    pool_stop(&h->pool);
     MHD_stop_daemon(h->daemon);
     free(h);
 }

@@ -2,6 +2,12 @@
  * The HTTP engine: libmicrohttpd with a thread pool, a route table, per-route body caps,
  * request ids, problem+json errors, access logs and request metrics.
  *
+ * Threads: libmicrohttpd's pool of I/O threads (epoll) reads requests and writes replies. A
+ * handler that may block (Redis, an upstream) runs on a separate pool of worker threads: the
+ * connection is suspended while it runs and resumed with the reply, so one slow Redis call or
+ * Salesforce miss never holds up the other connections an I/O thread serves. Routes marked
+ * inline_ok (memory only, like /healthz) run directly on the I/O thread.
+ *
  * Request lifecycle (one owner, one release point): a struct pg_req is allocated on the first
  * callback for a request, owns everything it collects (body, path parameters, reply), and is
  * freed only in MHD's completion callback. Handlers run once the whole body has arrived; they
@@ -41,6 +47,7 @@ struct pg_route {
     pg_handler_fn handler;
     enum pg_auth_policy auth;
     size_t body_max; /* request body cap in bytes; 0 = the server default */
+    int inline_ok;   /* 1: never blocks (no Redis, no upstream): runs on the I/O thread */
 };
 
 #define PG_REQ_MAX_PARAMS 4
@@ -50,7 +57,8 @@ struct pg_route {
 struct pg_http_opts {
     const char *address; /* "127.0.0.1", "0.0.0.0", "::1" */
     int port;            /* 0: pick a free port (read back with pg_http_port) */
-    int threads;
+    int threads;         /* I/O threads (libmicrohttpd's pool, epoll) */
+    int workers;         /* handler threads: blocking work never stalls an I/O thread */
     int connection_timeout_s;
     int connection_limit;
     int per_ip_connection_limit; /* 0: unlimited */

@@ -2,6 +2,7 @@
  * The HTTP engine in-process on port 0, with a route table of the test's own: auth policies
  * fail closed, path parameters reach handlers, handler errors become problem+json.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include <jansson.h>
 
 #include "server/http.h"
+#include "server/util.h"
 #include "tests/support/harness.h"
 
 static int h_echo(struct pg_req *req)
@@ -30,11 +32,19 @@ static int h_fail(struct pg_req *req)
     return PG_EUNAVAIL;
 }
 
+static int h_slow(struct pg_req *req)
+{
+    pg_sleep_ms(1500); /* stands in for a hung Redis or a slow Salesforce call */
+    return pg_req_reply_json(req, 200, json_pack("{s:b}", "slow", 1));
+}
+
 static const struct pg_route routes[] = {
-    {"GET", "/open/{id}", "open", h_echo, PG_AUTH_NONE, 0},
-    {"POST", "/open/{id}", "open_post", h_echo, PG_AUTH_NONE, 16},
-    {"GET", "/secret", "secret", h_echo, PG_AUTH_PARTNER, 0},
-    {"GET", "/fail", "fail", h_fail, PG_AUTH_NONE, 0},
+    {"GET", "/open/{id}", "open", h_echo, PG_AUTH_NONE, 0, 0},
+    {"POST", "/open/{id}", "open_post", h_echo, PG_AUTH_NONE, 16, 0},
+    {"GET", "/secret", "secret", h_echo, PG_AUTH_PARTNER, 0, 0},
+    {"GET", "/fail", "fail", h_fail, PG_AUTH_NONE, 0, 0},
+    {"GET", "/slow", "slow", h_slow, PG_AUTH_NONE, 0, 0},
+    {"GET", "/inline/{id}", "inline", h_echo, PG_AUTH_NONE, 0, 1},
 };
 
 static int deny(struct pg_req *req, enum pg_auth_policy p)
@@ -42,13 +52,16 @@ static int deny(struct pg_req *req, enum pg_auth_policy p)
     return pg_req_header(req, "X-Let-Me-In") ? PG_OK : PG_EAUTH;
 }
 
-static struct pg_http *
-start(int (*authorize)(struct pg_req *, enum pg_auth_policy), char *base, size_t basesz)
+static struct pg_http *start_n(int (*authorize)(struct pg_req *, enum pg_auth_policy),
+                               char *base,
+                               size_t basesz,
+                               int threads)
 {
     struct pg_http_opts o = {
         .address = "127.0.0.1",
         .port = 0,
-        .threads = 2,
+        .threads = threads,
+        .workers = 2,
         .connection_timeout_s = 5,
         .connection_limit = 64,
         .header_max_bytes = 16384,
@@ -61,6 +74,12 @@ start(int (*authorize)(struct pg_req *, enum pg_auth_policy), char *base, size_t
     assert_int_equal(pg_http_start(&o, &h), 0);
     snprintf(base, basesz, "http://127.0.0.1:%d", pg_http_port(h));
     return h;
+}
+
+static struct pg_http *
+start(int (*authorize)(struct pg_req *, enum pg_auth_policy), char *base, size_t basesz)
+{
+    return start_n(authorize, base, basesz, 2);
 }
 
 static long
@@ -125,12 +144,70 @@ static void handler_error_becomes_problem_and_route_cap_applies(void **state)
     pg_http_stop(h, 1000);
 }
 
+struct bg {
+    pthread_t t;
+    char url[256];
+    struct pg_t_resp r;
+};
+
+static void *bg_run(void *arg)
+{
+    struct bg *b = arg;
+    pg_t_http("GET", b->url, NULL, NULL, 0, 10000, &b->r);
+    return NULL;
+}
+
+/* With ONE I/O thread, a handler blocked for 1.5 s must not hold up other requests: they are
+ * answered while it is still running (the slow one is on a worker, its connection suspended). */
+static void slow_handler_does_not_stall_io_thread(void **state)
+{
+    char base[64];
+    struct pg_http *h = start_n(NULL, base, sizeof base, 1);
+    struct bg slow;
+    snprintf(slow.url, sizeof slow.url, "%s/slow", base);
+    pthread_create(&slow.t, NULL, bg_run, &slow);
+    pg_sleep_ms(100); /* let the slow request reach its handler */
+    struct pg_t_resp r;
+    int64_t t0 = pg_now_ms();
+    assert_int_equal(get_status(base, "/open/fast", NULL, &r), 200); /* worker route */
+    pg_t_resp_free(&r);
+    assert_int_equal(get_status(base, "/inline/fast", NULL, &r), 200); /* I/O-thread route */
+    pg_t_resp_free(&r);
+    int64_t took = pg_now_ms() - t0;
+    pthread_join(slow.t, NULL);
+    assert_int_equal(slow.r.status, 200);
+    pg_t_resp_free(&slow.r);
+    /* both answered well before the slow handler's 1.5 s ended */
+    if (took >= 1000)
+        fail_msg("fast requests took %lld ms behind a slow one", (long long)took);
+    pg_http_stop(h, 3000);
+}
+
+/* Stopping waits for a request that is on a worker, and it still gets its reply. */
+static void stop_finishes_worker_request(void **state)
+{
+    char base[64];
+    struct pg_http *h = start_n(NULL, base, sizeof base, 1);
+    struct bg slow;
+    snprintf(slow.url, sizeof slow.url, "%s/slow", base);
+    pthread_create(&slow.t, NULL, bg_run, &slow);
+    for (int64_t end = pg_now_ms() + 2000; pg_http_in_flight() < 1 && pg_now_ms() < end;)
+        pg_sleep_ms(5);
+    pg_http_stop(h, 5000);
+    pthread_join(slow.t, NULL);
+    assert_int_equal(slow.r.status, 200);
+    assert_non_null(strstr(slow.r.body, "\"slow\":true"));
+    pg_t_resp_free(&slow.r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(auth_fails_closed_without_authorizer),
         cmocka_unit_test(authorizer_decides),
         cmocka_unit_test(handler_error_becomes_problem_and_route_cap_applies),
+        cmocka_unit_test(slow_handler_does_not_stall_io_thread),
+        cmocka_unit_test(stop_finishes_worker_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

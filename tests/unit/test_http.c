@@ -18,10 +18,10 @@ static int dummy(struct pg_req *req)
 }
 
 static const struct pg_route routes[] = {
-    {"GET", "/healthz", "healthz", dummy, PG_AUTH_NONE, 0},
-    {"GET", "/v1/members/{id}", "member", dummy, PG_AUTH_NONE, 0},
-    {"POST", "/v1/members/{id}", "member_post", dummy, PG_AUTH_NONE, 0},
-    {"GET", "/v1/a/{x}/b/{y}", "two", dummy, PG_AUTH_NONE, 0},
+    {"GET", "/healthz", "healthz", dummy, PG_AUTH_NONE, 0, 0},
+    {"GET", "/v1/members/{id}", "member", dummy, PG_AUTH_NONE, 0, 0},
+    {"POST", "/v1/members/{id}", "member_post", dummy, PG_AUTH_NONE, 0, 0},
+    {"GET", "/v1/a/{x}/b/{y}", "two", dummy, PG_AUTH_NONE, 0, 0},
 };
 #define NR (sizeof routes / sizeof routes[0])
 
