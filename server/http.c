@@ -244,7 +244,7 @@ int pg_req_reply(
 
 static int reply_json_typed(struct pg_req *req, int status, json_t *body, const char *ctype)
 {
-    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     json_decref(body);
     if (!s)
         return PG_ENOMEM;
