@@ -22,14 +22,14 @@
 #define PG_HTTPC_DEFAULT_MAX_RESPONSE (16u << 20)
 
 struct pg_httpc_req {
-    const char *method;          /* "GET", "POST", "PUT", "PATCH", "DELETE"...; NULL = GET */
-    const char *url;             /* http:// or https:// */
-    const char *const *headers;  /* NULL-terminated "Name: value" list, or NULL */
-    const char *body;            /* may be NULL (no body) */
-    size_t body_len;             /* bytes of body */
-    int connect_timeout_ms;      /* <= 0: 5000 */
-    int timeout_ms;              /* whole transfer; <= 0: 30000 */
-    size_t max_response_bytes;   /* body cap -> PG_ETOOLARGE; 0: PG_HTTPC_DEFAULT_MAX_RESPONSE */
+    const char *method;         /* "GET", "POST", "PUT", "PATCH", "DELETE"...; NULL = GET */
+    const char *url;            /* http:// or https:// */
+    const char *const *headers; /* NULL-terminated "Name: value" list, or NULL */
+    const char *body;           /* may be NULL (no body) */
+    size_t body_len;            /* bytes of body */
+    int connect_timeout_ms;     /* <= 0: 5000 */
+    int timeout_ms;             /* whole transfer; <= 0: 30000 */
+    size_t max_response_bytes;  /* body cap -> PG_ETOOLARGE; 0: PG_HTTPC_DEFAULT_MAX_RESPONSE */
 };
 
 struct pg_httpc_resp {
