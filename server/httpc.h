@@ -43,8 +43,9 @@ struct pg_httpc_resp {
 };
 
 /**
- * Perform one request. resp is fully overwritten (release it with pg_httpc_resp_free whatever
- * the result).
+ * Perform one request. Everything in req is borrowed for the duration of the call. resp is
+ * fully overwritten; the caller owns what it holds and releases it with pg_httpc_resp_free
+ * whatever the result.
  *
  * Returns:
  *  PG_OK        a response (any status) arrived; status, body, headers filled.
