@@ -10,18 +10,52 @@
 #include "server/app.h"
 #include "server/http.h"
 
-/** Prepare handler state and register metrics collectors. app is borrowed until shutdown. */
-int pg_hnd_init(const struct pg_app *app) PG_WARN_UNUSED;
+struct pg_jwt_keyset;
+struct pg_map;
+
+/* What the handlers share, built once from the configuration by pg_hnd_prepare. */
+struct pg_hnd_state {
+    const struct pg_app *app;
+    struct pg_jwt_keyset *sf_keys; /* keys that sign Platform Event callbacks */
+    struct pg_map *map;            /* Salesforce fields → canonical updates */
+};
+
+extern struct pg_hnd_state pg_hnd;
+
+/**
+ * Validate and compile what the handlers need from the configuration (JWT keys, field map).
+ * Also used by --check-config. On failure err names the problem. app is borrowed until
+ * pg_hnd_shutdown.
+ */
+int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz) PG_WARN_UNUSED;
+
+/** Register metrics collectors; call once after pg_hnd_prepare, before serving. */
+int pg_hnd_init(void) PG_WARN_UNUSED;
 
 /** Release handler state. */
 void pg_hnd_shutdown(void);
 
-/** The route table (static storage). */
+/** The route table (static storage, body caps filled from the configuration). */
 const struct pg_route *pg_hnd_routes(size_t *n);
+
+/** The authorizer for routes whose policy is not PG_AUTH_NONE (see pg_http_opts). */
+int pg_hnd_authorize(struct pg_req *req, enum pg_auth_policy policy);
 
 /* health.c */
 int pg_hnd_healthz(struct pg_req *req);
 int pg_hnd_readyz(struct pg_req *req);
 int pg_hnd_metrics(struct pg_req *req);
+
+/* salesforce.c */
+int pg_hnd_sf_outbound(struct pg_req *req);
+int pg_hnd_sf_events(struct pg_req *req);
+
+/* admin.c */
+int pg_hnd_dead_letters_list(struct pg_req *req);
+int pg_hnd_dead_letter_replay(struct pg_req *req);
+int pg_hnd_dead_letters_replay_all(struct pg_req *req);
+int pg_hnd_dead_letter_drop(struct pg_req *req);
+int pg_hnd_sync_status(struct pg_req *req);
+int pg_hnd_audit(struct pg_req *req);
 
 #endif

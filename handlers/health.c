@@ -15,7 +15,6 @@
 #include "server/util.h"
 #include "store/redis.h"
 
-static const struct pg_app *app;
 static int64_t started_ms;
 
 static int collect_process(struct pg_buf *out)
@@ -33,25 +32,20 @@ static int collect_process(struct pg_buf *out)
                          "# HELP posgate_uptime_seconds Seconds since the gateway started.\n"
                          "# TYPE posgate_uptime_seconds gauge\n"
                          "posgate_uptime_seconds %.3f\n",
-                         app ? app->version : "unknown", pg_http_in_flight(),
+                         pg_hnd.app ? pg_hnd.app->version : "unknown", pg_http_in_flight(),
                          pg_redis_error_count(), (double)(pg_now_ms() - started_ms) / 1000.0);
 }
 
-int pg_hnd_init(const struct pg_app *a)
+int pg_hnd_init(void)
 {
-    app = a;
     started_ms = pg_now_ms();
     return pg_metrics_register(collect_process);
 }
 
-void pg_hnd_shutdown(void)
-{
-    app = NULL;
-}
-
 int pg_hnd_healthz(struct pg_req *req)
 {
-    json_t *b = json_pack("{s:s, s:s}", "status", "ok", "version", app ? app->version : "");
+    json_t *b =
+        json_pack("{s:s, s:s}", "status", "ok", "version", pg_hnd.app ? pg_hnd.app->version : "");
     return pg_req_reply_json(req, 200, b);
 }
 

@@ -10,7 +10,15 @@
 
 #include "server/util.h"
 
-enum cfg_type { CFG_STR, CFG_INT, CFG_SECRET, CFG_LOGLEVEL };
+enum cfg_type {
+    CFG_STR,
+    CFG_INT,
+    CFG_BOOL,
+    CFG_SECRET,
+    CFG_LOGLEVEL,
+    CFG_STRLIST, /* array of non-empty strings → NULL-terminated char ** */
+    CFG_JSON,    /* an object kept as JSON; the module that owns it validates it */
+};
 
 /* One configuration key. Defaults apply when the key is absent and it is not required. */
 struct cfg_key {
@@ -44,6 +52,47 @@ static const struct cfg_key keys[] = {
     {"redis.command_timeout_ms", CFG_INT, OFF(redis_command_timeout_ms), 0, 10, 60000, 500, NULL},
     {"redis.reconnect_min_ms", CFG_INT, OFF(redis_reconnect_min_ms), 0, 1, 60000, 50, NULL},
     {"redis.reconnect_max_ms", CFG_INT, OFF(redis_reconnect_max_ms), 0, 1, 600000, 2000, NULL},
+    /* Salesforce → posgate */
+    {"salesforce.org_ids", CFG_STRLIST, OFF(sf_org_ids), 0, 0, 0, 0, NULL},
+    {"salesforce.outbound_body_max_bytes", CFG_INT, OFF(sf_outbound_body_max), 0, 1024, 16 << 20,
+     1 << 20, NULL},
+    {"salesforce.outbound_dedupe_ttl_s", CFG_INT, OFF(sf_outbound_dedupe_ttl_s), 0, 86400,
+     30 * 86400, 48 * 3600, NULL},
+    {"salesforce.events_max", CFG_INT, OFF(sf_events_max), 0, 1, 1000, 200, NULL},
+    {"salesforce.events_body_max_bytes", CFG_INT, OFF(sf_events_body_max), 0, 1024, 16 << 20,
+     1 << 20, NULL},
+    {"salesforce.events_dedupe_ttl_s", CFG_INT, OFF(sf_events_dedupe_ttl_s), 0, 72 * 3600,
+     30 * 86400, 96 * 3600, NULL},
+    {"salesforce.events_jwt.iss", CFG_STR, OFF(sf_jwt_iss), 0, 0, 0, 0, NULL},
+    {"salesforce.events_jwt.aud", CFG_STR, OFF(sf_jwt_aud), 0, 0, 0, 0, NULL},
+    {"salesforce.events_jwt.skew_s", CFG_INT, OFF(sf_jwt_skew_s), 0, 0, 600, 60, NULL},
+    {"salesforce.events_jwt.keys", CFG_JSON, OFF(sf_jwt_keys), 0, 0, 0, 0, NULL},
+    {"mapping", CFG_JSON, OFF(mapping), 0, 0, 0, 0, NULL},
+    /* posgate → MICROS */
+    {"push.enabled", CFG_BOOL, OFF(push_enabled), 0, 0, 1, 0, NULL},
+    {"push.target", CFG_STR, OFF(push_target), 0, 0, 0, 0, "gl"},
+    {"push.workers", CFG_INT, OFF(push_workers), 0, 1, 256, 2, NULL},
+    {"push.retry_base_ms", CFG_INT, OFF(push_retry_base_ms), 0, 1, 3600000, 500, NULL},
+    {"push.retry_cap_ms", CFG_INT, OFF(push_retry_cap_ms), 0, 1, 86400000, 300000, NULL},
+    {"push.max_attempts", CFG_INT, OFF(push_max_attempts), 0, 1, 1000, 10, NULL},
+    {"push.reclaim_idle_ms", CFG_INT, OFF(push_reclaim_idle_ms), 0, 100, 3600000, 60000, NULL},
+    {"push.lock_ms", CFG_INT, OFF(push_lock_ms), 0, 100, 600000, 30000, NULL},
+    {"push.gl.url", CFG_STR, OFF(gl_url), 0, 0, 0, 0, NULL},
+    {"push.gl.logon", CFG_STR, OFF(gl_logon), 0, 0, 0, 0, NULL},
+    {"push.gl.password", CFG_SECRET, OFF(gl_password), 0, 0, 0, 0, NULL},
+    {"push.gl.request_source", CFG_STR, OFF(gl_request_source), 0, 0, 0, 0, "posgate"},
+    {"push.gl.columns", CFG_JSON, OFF(gl_columns), 0, 0, 0, 0, NULL},
+    {"push.gl.create_missing", CFG_BOOL, OFF(gl_create_missing), 0, 0, 1, 1, NULL},
+    {"push.gl.retryable_host_codes", CFG_STRLIST, OFF(gl_retryable_host_codes), 0, 0, 0, 0, NULL},
+    {"push.gl.connect_timeout_ms", CFG_INT, OFF(gl_connect_timeout_ms), 0, 10, 60000, 1000, NULL},
+    {"push.gl.timeout_ms", CFG_INT, OFF(gl_timeout_ms), 0, 10, 120000, 10000, NULL},
+    {"push.webhook.url", CFG_STR, OFF(webhook_url), 0, 0, 0, 0, NULL},
+    {"push.webhook.secret", CFG_SECRET, OFF(webhook_secret), 0, 0, 0, 0, NULL},
+    {"push.webhook.connect_timeout_ms", CFG_INT, OFF(webhook_connect_timeout_ms), 0, 10, 60000,
+     1000, NULL},
+    {"push.webhook.timeout_ms", CFG_INT, OFF(webhook_timeout_ms), 0, 10, 120000, 10000, NULL},
+    /* operators */
+    {"admin.api_key_hashes", CFG_STRLIST, OFF(admin_key_hashes), 0, 0, 0, 0, NULL},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -178,6 +227,47 @@ apply_key(struct pg_config *c, const struct cfg_key *k, json_t *v, char *err, si
         *dst = strdup(s);
         return *dst ? PG_OK : PG_ENOMEM;
     }
+    case CFG_BOOL: {
+        int b = (int)k->def_int;
+        if (v) {
+            if (!json_is_boolean(v)) {
+                snprintf(err, errsz, "config: %s: expected true or false", k->path);
+                return PG_ECONFIG;
+            }
+            b = json_is_true(v);
+        }
+        *(int *)(base + k->offset) = b;
+        return PG_OK;
+    }
+    case CFG_STRLIST: {
+        size_t n = v ? json_array_size(v) : 0;
+        if (v && !json_is_array(v)) {
+            snprintf(err, errsz, "config: %s: expected an array of strings", k->path);
+            return PG_ECONFIG;
+        }
+        char **list = calloc(n + 1, sizeof *list);
+        if (!list)
+            return PG_ENOMEM;
+        *(char ***)(base + k->offset) = list; /* owned from here: freed with the config */
+        for (size_t i = 0; i < n; i++) {
+            json_t *e = json_array_get(v, i);
+            if (!json_is_string(e) || json_string_length(e) == 0) {
+                snprintf(err, errsz, "config: %s[%zu]: expected a non-empty string", k->path, i);
+                return PG_ECONFIG;
+            }
+            if (!(list[i] = strdup(json_string_value(e))))
+                return PG_ENOMEM;
+        }
+        return PG_OK;
+    }
+    case CFG_JSON: {
+        if (v && !json_is_object(v)) {
+            snprintf(err, errsz, "config: %s: expected an object", k->path);
+            return PG_ECONFIG;
+        }
+        *(json_t **)(base + k->offset) = v ? json_incref(v) : NULL;
+        return PG_OK;
+    }
     case CFG_LOGLEVEL: {
         const char *s = v ? json_string_value(v) : k->def_str;
         if (!s || pg_log_level_parse(s, (enum pg_log_level *)(base + k->offset)) != 0) {
@@ -196,6 +286,28 @@ static int check_relations(const struct pg_config *c, char *err, size_t errsz)
     if (c->redis_reconnect_min_ms > c->redis_reconnect_max_ms) {
         snprintf(err, errsz,
                  "config: redis.reconnect_min_ms must not exceed redis.reconnect_max_ms");
+        return PG_ECONFIG;
+    }
+    if (c->push_retry_base_ms > c->push_retry_cap_ms) {
+        snprintf(err, errsz, "config: push.retry_base_ms must not exceed push.retry_cap_ms");
+        return PG_ECONFIG;
+    }
+    if (strcmp(c->push_target, "gl") != 0 && strcmp(c->push_target, "webhook") != 0) {
+        snprintf(err, errsz, "config: push.target: expected \"gl\" or \"webhook\"");
+        return PG_ECONFIG;
+    }
+    if (c->push_enabled && strcmp(c->push_target, "gl") == 0 &&
+        (!c->gl_url || !c->gl_logon || !c->gl_password)) {
+        snprintf(err, errsz,
+                 "config: push.target \"gl\" needs push.gl.url, push.gl.logon and "
+                 "push.gl.password (or push.enabled false)");
+        return PG_ECONFIG;
+    }
+    if (c->push_enabled && strcmp(c->push_target, "webhook") == 0 &&
+        (!c->webhook_url || !c->webhook_secret)) {
+        snprintf(err, errsz,
+                 "config: push.target \"webhook\" needs push.webhook.url and "
+                 "push.webhook.secret (or push.enabled false)");
         return PG_ECONFIG;
     }
     return PG_OK;
@@ -271,11 +383,19 @@ void pg_config_free(struct pg_config *c)
     if (!c)
         return;
     for (size_t i = 0; i < NKEYS; i++) {
+        char *slot = (char *)c + keys[i].offset;
         if (keys[i].type == CFG_STR || keys[i].type == CFG_SECRET) {
-            char **p = (char **)((char *)c + keys[i].offset);
+            char **p = (char **)slot;
             if (keys[i].type == CFG_SECRET && *p)
                 explicit_bzero(*p, strlen(*p)); /* secrets do not linger in freed memory */
             free(*p);
+        } else if (keys[i].type == CFG_STRLIST) {
+            char **list = *(char ***)slot;
+            for (size_t j = 0; list && list[j]; j++)
+                free(list[j]);
+            free(list);
+        } else if (keys[i].type == CFG_JSON) {
+            json_decref(*(json_t **)slot);
         }
     }
     free(c);

@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "server/error.h"
 #include "server/log.h"
 
@@ -36,6 +38,42 @@ struct pg_config {
     int redis_command_timeout_ms;
     int redis_reconnect_min_ms;
     int redis_reconnect_max_ms;
+    /* salesforce: inbound Outbound Messages and Platform Events */
+    char **sf_org_ids; /* NULL-terminated; never NULL */
+    int sf_outbound_body_max;
+    int sf_outbound_dedupe_ttl_s;
+    int sf_events_max;
+    int sf_events_body_max;
+    int sf_events_dedupe_ttl_s;
+    char *sf_jwt_iss;
+    char *sf_jwt_aud;
+    int sf_jwt_skew_s;
+    json_t *sf_jwt_keys; /* {"kid": {"alg": "RS256", "key": "file:..."}}; validated by auth */
+    json_t *mapping;     /* sObject / event type → field map; validated by sync */
+    /* push to MICROS */
+    int push_enabled;
+    char *push_target; /* "gl" | "webhook" */
+    int push_workers;
+    int push_retry_base_ms;
+    int push_retry_cap_ms;
+    int push_max_attempts;
+    int push_reclaim_idle_ms;
+    int push_lock_ms;
+    char *gl_url;
+    char *gl_logon;
+    char *gl_password;
+    char *gl_request_source;
+    json_t *gl_columns; /* canonical field → G&L column */
+    int gl_create_missing;
+    char **gl_retryable_host_codes;
+    int gl_connect_timeout_ms;
+    int gl_timeout_ms;
+    char *webhook_url;
+    char *webhook_secret;
+    int webhook_connect_timeout_ms;
+    int webhook_timeout_ms;
+    /* operators */
+    char **admin_key_hashes; /* "sha256:<hex>" of each admin API key */
 };
 
 /** Largest config file accepted. */

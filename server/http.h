@@ -37,6 +37,7 @@ enum pg_auth_policy {
     PG_AUTH_SF_JWT,   /* Salesforce Platform Event callback: bearer JWT */
     PG_AUTH_STATION,  /* POS station: API key or partner JWT */
     PG_AUTH_PARTNER,  /* partner: bearer JWT with scopes */
+    PG_AUTH_ADMIN,    /* operator: admin API key */
 };
 
 /** One row of the route table. Path templates use {name} for a whole segment. */

@@ -25,6 +25,9 @@
 #include "server/log.h"
 #include "server/util.h"
 #include "store/redis.h"
+#include "sync/push.h"
+
+#include <libxml/parser.h>
 
 #ifndef PG_VERSION
 #define PG_VERSION "0.1.0"
@@ -63,6 +66,7 @@ static int run(const struct pg_config *cfg, const char *ready_file)
 {
     int rc = PG_OK;
     struct pg_http *http = NULL;
+    struct pg_push *push = NULL;
 
     /* Signals are taken by sigwait in this thread only; every thread started below inherits
      * the mask. SIGPIPE is ignored: a client that hangs up must not kill the process. */
@@ -88,10 +92,27 @@ static int run(const struct pg_config *cfg, const char *ready_file)
     }
 
     struct pg_app app = {.cfg = cfg, .version = PG_VERSION};
-    rc = pg_hnd_init(&app);
+    char err[512];
+    rc = pg_hnd_prepare(&app, err, sizeof err);
+    if (rc) {
+        pg_log(PG_LOG_ERROR, NULL, "startup", "%s", err);
+        goto out;
+    }
+    rc = pg_hnd_init();
     if (rc) {
         pg_log(PG_LOG_ERROR, NULL, "startup", "handlers failed to start: %s", pg_strerror(rc));
         goto out;
+    }
+    if (cfg->push_enabled) {
+        rc = pg_push_start(cfg, &push);
+        if (rc) {
+            pg_log(PG_LOG_ERROR, NULL, "startup", "push workers failed to start: %s",
+                   pg_strerror(rc));
+            goto out;
+        }
+    } else {
+        pg_log(PG_LOG_WARN, NULL, "startup",
+               "push.enabled is false: updates are accepted and queued but not delivered");
     }
     size_t nroutes = 0;
     const struct pg_route *routes = pg_hnd_routes(&nroutes);
@@ -108,6 +129,7 @@ static int run(const struct pg_config *cfg, const char *ready_file)
         .routes = routes,
         .nroutes = nroutes,
         .app = &app,
+        .authorize = pg_hnd_authorize,
     };
     rc = pg_http_start(&ho, &http);
     if (rc) {
@@ -133,8 +155,10 @@ static int run(const struct pg_config *cfg, const char *ready_file)
     pg_log(PG_LOG_INFO, NULL, "shutdown", "signal %d: draining in-flight requests (up to %d ms)",
            sig, cfg->http_shutdown_grace_ms);
 out:
+    /* Stop intake first, then the workers: a delivery in progress finishes or stays pending. */
     if (http)
         pg_http_stop(http, cfg->http_shutdown_grace_ms);
+    pg_push_stop(push);
     pg_hnd_shutdown();
     pg_redis_shutdown();
     if (!rc)
@@ -188,12 +212,23 @@ int main(int argc, char **argv)
     }
     explicit_bzero(&addr, sizeof addr);
     if (check_only) {
+        /* The parts other modules own (keys, field map) are validated by preparing them. */
+        struct pg_app app = {.cfg = cfg, .version = PG_VERSION};
+        if (pg_hnd_prepare(&app, err, sizeof err) != PG_OK) {
+            fprintf(stderr, "posgate: %s\n", err);
+            pg_config_free(cfg);
+            return 2;
+        }
+        pg_hnd_shutdown();
         printf("posgate: %s: configuration OK\n", config);
         pg_config_free(cfg);
         return 0;
     }
     pg_log_set_level(cfg->log_level);
+    /* libxml2 must be initialised once before threads parse concurrently. */
+    xmlInitParser();
     int rc = run(cfg, ready_file);
+    xmlCleanupParser();
     pg_config_free(cfg);
     return rc ? 1 : 0;
 }

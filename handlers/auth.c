@@ -1,0 +1,167 @@
+/*
+ * Authorisation of routes, and the handler state built from the configuration.
+ *
+ * Platform Event callbacks carry a JWT minted by a Salesforce Named Credential; it is verified
+ * against the configured keys with the algorithm pinned per key (auth/jwt.c). Operators use an
+ * admin API key, stored in the configuration only as its SHA-256, compared in constant time.
+ * A policy with nothing configured refuses everyone.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "auth/jwt.h"
+#include "handlers/handlers.h"
+#include "server/config.h"
+#include "server/log.h"
+#include "sync/update.h"
+
+struct pg_hnd_state pg_hnd;
+
+static int
+load_keys(const struct pg_config *cfg, struct pg_jwt_keyset **out, char *err, size_t errsz)
+{
+    struct pg_jwt_keyset *ks = NULL;
+    int rc = pg_jwt_keyset_new(&ks);
+    if (rc)
+        return rc;
+    const char *kid;
+    json_t *def;
+    json_object_foreach(cfg->sf_jwt_keys, kid, def)
+    {
+        const char *alg = json_string_value(json_object_get(def, "alg"));
+        const char *ref = json_string_value(json_object_get(def, "key"));
+        if (!json_is_object(def) || !alg || !ref || json_object_size(def) != 2) {
+            snprintf(
+                err, errsz,
+                "config: salesforce.events_jwt.keys.%s: expected {\"alg\": \"RS256\"|\"HS256\", "
+                "\"key\": \"file:...\"|\"env:...\"}",
+                kid);
+            rc = PG_ECONFIG;
+            break;
+        }
+        char *key = NULL, why[256];
+        rc = pg_config_secret(ref, &key, why, sizeof why);
+        if (rc) {
+            snprintf(err, errsz, "config: salesforce.events_jwt.keys.%s.key: %s", kid, why);
+            rc = PG_ECONFIG;
+            break;
+        }
+        rc = pg_jwt_keyset_add(ks, kid, alg, (const unsigned char *)key, strlen(key));
+        explicit_bzero(key, strlen(key));
+        free(key);
+        if (rc) {
+            snprintf(err, errsz,
+                     "config: salesforce.events_jwt.keys.%s: not a usable %s key (RS256: an RSA "
+                     "public key or certificate PEM of 2048+ bits; HS256: 32+ bytes)",
+                     kid, alg);
+            rc = PG_ECONFIG;
+            break;
+        }
+    }
+    if (rc) {
+        pg_jwt_keyset_free(ks);
+        return rc;
+    }
+    *out = ks;
+    return PG_OK;
+}
+
+int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz)
+{
+    pg_hnd.app = app;
+    int rc = load_keys(app->cfg, &pg_hnd.sf_keys, err, errsz);
+    if (rc == PG_OK)
+        rc = pg_map_new(app->cfg->mapping, &pg_hnd.map, err, errsz);
+    for (char **h = app->cfg->admin_key_hashes; rc == PG_OK && h && *h; h++) {
+        if (strncmp(*h, "sha256:", 7) != 0 || strlen(*h) != 7 + 64 ||
+            strspn(*h + 7, "0123456789abcdef") != 64) {
+            snprintf(err, errsz,
+                     "config: admin.api_key_hashes: expected \"sha256:<64 lower-case "
+                     "hex digits>\"");
+            rc = PG_ECONFIG;
+        }
+    }
+    if (rc)
+        pg_hnd_shutdown();
+    return rc;
+}
+
+void pg_hnd_shutdown(void)
+{
+    pg_jwt_keyset_free(pg_hnd.sf_keys);
+    pg_map_free(pg_hnd.map);
+    memset(&pg_hnd, 0, sizeof pg_hnd);
+}
+
+/* 401 with the challenge RFC 6750 asks for. */
+static int unauthorized(struct pg_req *req, const char *scheme, const char *detail)
+{
+    pg_req_add_header(req, "WWW-Authenticate", scheme);
+    return pg_req_problem(req, 401, detail, NULL);
+}
+
+static int authorize_sf_jwt(struct pg_req *req)
+{
+    const char *h = pg_req_header(req, "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return unauthorized(req, "Bearer", "a Bearer token is required");
+    if (!pg_hnd.sf_keys || pg_jwt_keyset_count(pg_hnd.sf_keys) == 0)
+        return pg_req_problem(req, 403, "no Platform Event signing keys are configured", NULL);
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    struct pg_jwt_policy pol = {
+        .iss = cfg->sf_jwt_iss,
+        .aud = cfg->sf_jwt_aud,
+        .skew_s = cfg->sf_jwt_skew_s,
+        .require_exp = 1,
+    };
+    char why[96] = "";
+    int rc = pg_jwt_verify(pg_hnd.sf_keys, &pol, h + 7, (int64_t)time(NULL), NULL, why, sizeof why);
+    if (rc == PG_OK)
+        return PG_OK;
+    char detail[160];
+    snprintf(detail, sizeof detail, "the bearer token was rejected: %s",
+             rc == PG_ETOOLARGE ? "too large"
+             : why[0]           ? why
+                                : "invalid");
+    pg_log(PG_LOG_WARN, pg_req_id(req), "auth.jwt_rejected", "%s", detail);
+    return unauthorized(req, "Bearer error=\"invalid_token\"", detail);
+}
+
+static int authorize_admin(struct pg_req *req)
+{
+    char **hashes = pg_hnd.app->cfg->admin_key_hashes;
+    if (!hashes || !hashes[0])
+        return pg_req_problem(req, 403, "no admin API keys are configured", NULL);
+    const char *key = pg_req_header(req, "X-Api-Key");
+    if (!key || !*key || strlen(key) > 256)
+        return unauthorized(req, "ApiKey", "an admin X-Api-Key is required");
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    int ok = 0;
+    for (char **h = hashes; *h; h++) /* no early exit: timing does not tell which key matched */
+        ok |= CRYPTO_memcmp(*h + 7, hex, 64) == 0;
+    return ok ? PG_OK : unauthorized(req, "ApiKey", "the admin X-Api-Key is not valid");
+}
+
+int pg_hnd_authorize(struct pg_req *req, enum pg_auth_policy policy)
+{
+    switch (policy) {
+    case PG_AUTH_NONE:
+        return PG_OK;
+    case PG_AUTH_SF_JWT:
+        return authorize_sf_jwt(req);
+    case PG_AUTH_ADMIN:
+        return authorize_admin(req);
+    default:
+        return PG_EFORBIDDEN; /* a policy nobody implemented yet: fail closed */
+    }
+}
