@@ -214,6 +214,16 @@ static int b64url_decode(const char *s, size_t n, unsigned char **out, size_t *o
     return PG_OK;
 }
 
+static int b64url_strict(const char *s, size_t n)
+{
+    unsigned char *raw = NULL;
+    size_t rawlen = 0;
+    if (b64url_decode(s, n, &raw, &rawlen) != PG_OK)
+        return 0;
+    free(raw);
+    return 1;
+}
+
 /* Decode one base64url segment holding a JSON object (duplicate keys refused). */
 static json_t *segment_object(const char *s, size_t n)
 {
@@ -382,6 +392,8 @@ int pg_jwt_verify(const struct pg_jwt_keyset *ks,
             reason = "algorithm not allowed for key"; /* the HS/RS confusion stops here */
         else if (siglen == 0)
             reason = "bad signature";
+        else if (!b64url_strict(sig, siglen))
+            reason = "malformed"; /* libjwt ignores trailing bits: one signature, many strings */
         else if (a == JWT_ALG_HS256 && !hs256_ok(key, token, (size_t)(dot2 - token), sig, siglen))
             reason = "bad signature";
     }

@@ -62,8 +62,10 @@ struct pg_jwt_policy {
  * Returns PG_OK, PG_ETOOLARGE (token longer than PG_JWT_MAX_TOKEN), PG_EAUTH (any other
  * rejection), PG_EINVAL (NULL arguments) or PG_ENOMEM. On PG_EAUTH a short reason is written to
  * why: "malformed", "algorithm not allowed for key", "unknown kid", "bad signature", "expired",
- * "not yet valid", "wrong issuer", "wrong audience". The token itself is never echoed.
- * An iat more than skew_s in the future is "not yet valid".
+ * "missing exp" (require_exp), "not yet valid", "wrong issuer", "wrong audience" ("token too
+ * large" with PG_ETOOLARGE). The token itself is never echoed. An iat more than skew_s in the
+ * future is "not yet valid". Every segment must be strict unpadded base64url; the claims are
+ * the signed payload decoded with duplicate keys refused.
  * Ownership: claims may be NULL; otherwise on success *claims is a new JSON object of all the
  * token's claims (caller json_decref), and NULL on failure. why may be NULL.
  */
