@@ -55,6 +55,10 @@ int pg_hnd_sf_outbound(struct pg_req *req)
     char(*keys)[160] = NULL;
     enum pg_ingest_result *results = NULL;
     int rc = pg_sf_om_parse(body, len, &om, why, sizeof why);
+    if (rc == PG_ENOMEM) { /* our trouble, not the message's: Salesforce should just retry */
+        rc = soap_fault(req, "soapenv:Server", "out of memory");
+        goto out;
+    }
     if (rc) {
         rc = soap_fault(req, "soapenv:Client", why[0] ? why : "not a notifications message");
         goto out;

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "server/config.h"
+#include "server/util.h"
 #include "tests/support/harness.h"
 
 static char err[512];
@@ -127,6 +128,50 @@ static void secrets(void **state)
     unlink(path);
 }
 
+static void push_and_lists(void **state)
+{
+    expect_error("{\"redis\":{\"url\":\"redis://h\"},\"push\":{\"enabled\":true,"
+                 "\"target\":\"gl\"}}",
+                 "push.target \"gl\" needs push.gl.url");
+    expect_error("{\"redis\":{\"url\":\"redis://h\"},\"push\":{\"target\":\"ftp\"}}",
+                 "push.target: expected");
+    expect_error("{\"redis\":{\"url\":\"redis://h\"},\"push\":{\"enabled\":\"yes\"}}",
+                 "push.enabled: expected true or false");
+    expect_error("{\"redis\":{\"url\":\"redis://h\"},\"salesforce\":{\"org_ids\":[\"a\",3]}}",
+                 "salesforce.org_ids[1]: expected a non-empty string");
+    expect_error("{\"redis\":{\"url\":\"redis://h\"},\"mapping\":[1]}",
+                 "mapping: expected an object");
+    expect_error("{\"redis\":{\"url\":\"redis://h\"},\"push\":{\"retry_base_ms\":9000,"
+                 "\"retry_cap_ms\":100}}",
+                 "push.retry_base_ms must not exceed");
+    struct pg_config *c = NULL;
+    assert_int_equal(parse("{\"redis\":{\"url\":\"redis://h\"},\"salesforce\":{\"org_ids\":"
+                           "[\"00D5g000004XyZ1EAK\"]},\"mapping\":{\"Contact\":{}},"
+                           "\"push\":{\"enabled\":true,\"target\":\"webhook\",\"webhook\":"
+                           "{\"url\":\"http://x\",\"secret\":\"whsec_abc\"}}}",
+                           &c),
+                     0);
+    assert_string_equal(c->sf_org_ids[0], "00D5g000004XyZ1EAK");
+    assert_null(c->sf_org_ids[1]);
+    assert_true(json_is_object(c->mapping));
+    assert_true(c->push_enabled);
+    assert_string_equal(c->webhook_secret, "whsec_abc");
+    pg_config_free(c);
+}
+
+static void demo_config_loads(void **state)
+{
+    /* the demo configuration scripts/stack uses (its Redis URL is filled in at start) */
+    char *text = NULL;
+    assert_int_equal(pg_read_file(pg_t_src("config/posgate.demo.json"), 1 << 20, &text, NULL), 0);
+    struct pg_config *c = NULL;
+    int rc = parse(text, &c);
+    if (rc)
+        fail_msg("%s", err);
+    pg_config_free(c);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +184,8 @@ int main(void)
         cmocka_unit_test(out_of_range),
         cmocka_unit_test(missing_required),
         cmocka_unit_test(secrets),
+        cmocka_unit_test(push_and_lists),
+        cmocka_unit_test(demo_config_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
