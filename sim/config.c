@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
 #include "server/log.h"
+#include "server/util.h"
 
 #define MIB (1024 * 1024)
 
@@ -113,15 +117,151 @@ static int get_path(json_t *obj,
     return PG_OK;
 }
 
+/* Read a small text file (a key, a secret) relative to the config's directory; trailing
+ * whitespace is dropped. */
+static int read_text(const char *where,
+                     const char *key,
+                     const char *rel,
+                     const char *cfg_dir,
+                     char **out,
+                     char *err,
+                     size_t errsz)
+{
+    char path[2048];
+    char *data = NULL;
+    size_t len = 0;
+    snprintf(path, sizeof path, "%s%s%s", rel[0] == '/' ? "" : cfg_dir, rel[0] == '/' ? "" : "/",
+             rel);
+    if (pg_read_file(path, 1024 * 1024, &data, &len) != 0) {
+        snprintf(err, errsz, "%s.%s: cannot read %s", where, key, path);
+        return PG_ECONFIG;
+    }
+    while (len && (data[len - 1] == '\n' || data[len - 1] == '\r' || data[len - 1] == ' '))
+        data[--len] = '\0';
+    if (!len || strlen(data) != len) {
+        snprintf(err, errsz, "%s.%s: %s is empty or not text", where, key, path);
+        free(data);
+        return PG_ECONFIG;
+    }
+    *out = data;
+    return PG_OK;
+}
+
+/* salesforce.jwt: the Named-Credential-like signer of the Platform Events the simulator posts. */
+static int
+parse_jwt(json_t *jwt, const char *cfg_dir, struct pg_sim_config *cfg, char *err, size_t errsz)
+{
+    static const char *const keys[] = {"private_key", "hs256_secret", "kid",      "iss",
+                                       "aud",         "sub",          "expiry_s", NULL};
+    char rel[1024] = "", hs[1024] = "";
+    int rc;
+    if (!jwt)
+        return PG_OK;
+    if (!json_is_object(jwt)) {
+        snprintf(err, errsz, "salesforce.jwt: must be an object");
+        return PG_ECONFIG;
+    }
+    if ((rc = check_keys(jwt, "salesforce.jwt", keys, err, errsz)) ||
+        (rc = get_str(jwt, "salesforce.jwt", "private_key", rel, sizeof rel, err, errsz)) ||
+        (rc = get_str(jwt, "salesforce.jwt", "hs256_secret", hs, sizeof hs, err, errsz)) ||
+        (rc = get_str(jwt, "salesforce.jwt", "kid", cfg->sf.jwt.kid, sizeof cfg->sf.jwt.kid, err,
+                      errsz)) ||
+        (rc = get_str(jwt, "salesforce.jwt", "iss", cfg->sf.jwt.iss, sizeof cfg->sf.jwt.iss, err,
+                      errsz)) ||
+        (rc = get_str(jwt, "salesforce.jwt", "aud", cfg->sf.jwt.aud, sizeof cfg->sf.jwt.aud, err,
+                      errsz)) ||
+        (rc = get_str(jwt, "salesforce.jwt", "sub", cfg->sf.jwt.sub, sizeof cfg->sf.jwt.sub, err,
+                      errsz)) ||
+        (rc = get_int(jwt, "salesforce.jwt", "expiry_s", 1, 86400, &cfg->sf.jwt.expiry_s, err,
+                      errsz)))
+        return rc;
+    if (rel[0]) {
+        if ((rc = read_text("salesforce.jwt", "private_key", rel, cfg_dir,
+                            &cfg->sf.jwt.private_key_pem, err, errsz)))
+            return rc;
+        BIO *bio = BIO_new_mem_buf(cfg->sf.jwt.private_key_pem, -1);
+        EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+        int ok = pk && EVP_PKEY_base_id(pk) == EVP_PKEY_RSA;
+        EVP_PKEY_free(pk);
+        BIO_free(bio);
+        if (!ok) {
+            snprintf(err, errsz, "salesforce.jwt.private_key: %s is not an RSA private key PEM",
+                     rel);
+            return PG_ECONFIG;
+        }
+    }
+    if (hs[0] && (rc = read_text("salesforce.jwt", "hs256_secret", hs, cfg_dir,
+                                 &cfg->sf.jwt.hs256_secret, err, errsz)))
+        return rc;
+    return PG_OK;
+}
+
+/* micros.gl: the Gift & Loyalty host's credentials and the in3 (CRC32) format. */
+static int parse_gl(json_t *gl, struct pg_sim_config *cfg, char *err, size_t errsz)
+{
+    static const char *const keys[] = {"logon", "password", "crc_format", NULL};
+    char fmt[16] = "hex";
+    int rc;
+    if (!gl)
+        return PG_OK;
+    if (!json_is_object(gl)) {
+        snprintf(err, errsz, "micros.gl: must be an object");
+        return PG_ECONFIG;
+    }
+    if ((rc = check_keys(gl, "micros.gl", keys, err, errsz)) ||
+        (rc = get_str(gl, "micros.gl", "logon", cfg->micros.gl.logon, sizeof cfg->micros.gl.logon,
+                      err, errsz)) ||
+        (rc = get_str(gl, "micros.gl", "password", cfg->micros.gl.password,
+                      sizeof cfg->micros.gl.password, err, errsz)) ||
+        (rc = get_str(gl, "micros.gl", "crc_format", fmt, sizeof fmt, err, errsz)))
+        return rc;
+    if (strcmp(fmt, "hex") != 0 && strcmp(fmt, "decimal") != 0) {
+        snprintf(err, errsz, "micros.gl.crc_format: must be \"hex\" or \"decimal\"");
+        return PG_ECONFIG;
+    }
+    cfg->micros.gl.crc_decimal = strcmp(fmt, "decimal") == 0;
+    return PG_OK;
+}
+
+/* micros.webhook_secret: "whsec_<base64>" literally, or "file:PATH" (relative to the config). */
+static int parse_webhook_secret(
+    json_t *mi, const char *cfg_dir, struct pg_sim_config *cfg, char *err, size_t errsz)
+{
+    char v[1024] = "";
+    int rc = get_str(mi, "micros", "webhook_secret", v, sizeof v, err, errsz);
+    if (rc || !v[0])
+        return rc;
+    if (strncmp(v, "file:", 5) == 0) {
+        if ((rc = read_text("micros", "webhook_secret", v + 5, cfg_dir, &cfg->micros.webhook_secret,
+                            err, errsz)))
+            return rc;
+    } else if (!(cfg->micros.webhook_secret = strdup(v))) {
+        return PG_ENOMEM;
+    }
+    size_t n = 0;
+    unsigned char *key = strncmp(cfg->micros.webhook_secret, "whsec_", 6) == 0
+                             ? pg_sim_b64_decode(cfg->micros.webhook_secret + 6, &n)
+                             : NULL;
+    free(key);
+    if (!key || n < 16) {
+        snprintf(err, errsz,
+                 "micros.webhook_secret: must be \"whsec_<base64 of >= 16 bytes>\" (or "
+                 "\"file:PATH\" holding one)");
+        return PG_ECONFIG;
+    }
+    return PG_OK;
+}
+
 static int
 parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, size_t errsz)
 {
     static const char *const top_keys[] = {
         "listen_address", "log_level",  "max_body_bytes", "log_entries",
         "log_body_bytes", "salesforce", "micros",         NULL};
-    static const char *const sf_keys[] = {"port",        "seed",      "org_id",
-                                          "api_version", "api_limit", NULL};
-    static const char *const mi_keys[] = {"port", "seed", "org", NULL};
+    static const char *const sf_keys[] = {"port",      "seed", "org_id", "api_version",
+                                          "api_limit", "jwt",  NULL};
+    static const char *const mi_keys[] = {
+        "port", "seed", "org", "gl", "webhook_secret", "webhook_tolerance_s", NULL};
     json_t *sf, *mi;
     char level[16] = "info";
     long long max_body = cfg->max_body_bytes, entries = cfg->log_entries,
@@ -152,7 +292,12 @@ parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, s
                       errsz)) ||
         (rc = get_int(mi, "micros", "port", 0, 65535, &mi_port, err, errsz)) ||
         (rc = get_path(mi, "micros", "seed", cfg_dir, &cfg->micros.seed, err, errsz)) ||
-        (rc = get_str(mi, "micros", "org", cfg->micros.org, sizeof cfg->micros.org, err, errsz)))
+        (rc = get_str(mi, "micros", "org", cfg->micros.org, sizeof cfg->micros.org, err, errsz)) ||
+        (rc = parse_jwt(json_object_get(sf, "jwt"), cfg_dir, cfg, err, errsz)) ||
+        (rc = parse_gl(json_object_get(mi, "gl"), cfg, err, errsz)) ||
+        (rc = parse_webhook_secret(mi, cfg_dir, cfg, err, errsz)) ||
+        (rc = get_int(mi, "micros", "webhook_tolerance_s", 1, 86400,
+                      &cfg->micros.webhook_tolerance_s, err, errsz)))
         return rc;
     enum pg_log_level lvl;
     if (pg_log_level_parse(level, &lvl) != 0) {
@@ -203,6 +348,14 @@ int pg_sim_config_load(const char *path, struct pg_sim_config *cfg, char *err, s
     snprintf(cfg->sf.api_version, sizeof cfg->sf.api_version, "66.0");
     cfg->sf.api_limit = 100000;
     snprintf(cfg->micros.org, sizeof cfg->micros.org, "ACME");
+    snprintf(cfg->sf.jwt.kid, sizeof cfg->sf.jwt.kid, "sf-events-1");
+    snprintf(cfg->sf.jwt.iss, sizeof cfg->sf.jwt.iss, "https://acme.my.salesforce.com");
+    snprintf(cfg->sf.jwt.aud, sizeof cfg->sf.jwt.aud, "posgate");
+    snprintf(cfg->sf.jwt.sub, sizeof cfg->sf.jwt.sub, "integration@acme.example");
+    cfg->sf.jwt.expiry_s = 120;
+    snprintf(cfg->micros.gl.logon, sizeof cfg->micros.gl.logon, "posgate");
+    snprintf(cfg->micros.gl.password, sizeof cfg->micros.gl.password, "posgate-gl-demo");
+    cfg->micros.webhook_tolerance_s = 300;
 
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -223,5 +376,9 @@ void pg_sim_config_free(struct pg_sim_config *cfg)
 {
     free(cfg->sf.seed);
     free(cfg->micros.seed);
+    free(cfg->sf.jwt.private_key_pem);
+    free(cfg->sf.jwt.hs256_secret);
+    free(cfg->micros.webhook_secret);
     cfg->sf.seed = cfg->micros.seed = NULL;
+    cfg->sf.jwt.private_key_pem = cfg->sf.jwt.hs256_secret = cfg->micros.webhook_secret = NULL;
 }

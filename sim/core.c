@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+
+#include <openssl/evp.h>
 
 #include <microhttpd.h>
 
@@ -101,9 +104,7 @@ static void reply_free(struct pg_sim_reply *r)
 }
 
 /* Control-API errors: {"error": code, "message": text}. */
-static void ctl_error(struct pg_sim_reply *out, int status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void ctl_error(struct pg_sim_reply *out, int status, const char *code, const char *fmt, ...)
+void pg_sim_ctl_error(struct pg_sim_reply *out, int status, const char *code, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -111,6 +112,117 @@ static void ctl_error(struct pg_sim_reply *out, int status, const char *code, co
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     pg_sim_reply_json(out, status, json_pack("{s:s,s:s}", "error", code, "message", msg));
+}
+
+int pg_sim_stopping(void)
+{
+    return atomic_load(&g_stopping);
+}
+
+const char *pg_sim_req_header(const struct pg_sim_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+/* ---- small encoders shared by the protocol modules ---- */
+
+char *pg_sim_b64(const unsigned char *p, size_t n, int url)
+{
+    size_t cap = 4 * ((n + 2) / 3) + 1;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    int len = EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+    if (url) {
+        while (len > 0 && out[len - 1] == '=')
+            len--;
+        out[len] = '\0';
+        for (int i = 0; i < len; i++)
+            out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+    }
+    return out;
+}
+
+unsigned char *pg_sim_b64_decode(const char *s, size_t *n)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len % 4 != 0 ||
+        strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                  "0123456789+/=") != len)
+        return NULL;
+    unsigned char *out = malloc(len / 4 * 3 + 1);
+    if (!out)
+        return NULL;
+    int got = EVP_DecodeBlock(out, (const unsigned char *)s, (int)len);
+    if (got < 0) {
+        free(out);
+        return NULL;
+    }
+    /* EVP_DecodeBlock counts the padding as zero bytes */
+    for (size_t i = len; i > 0 && s[i - 1] == '='; i--)
+        got--;
+    *n = (size_t)got;
+    return out;
+}
+
+int pg_sim_xml_escape(struct pg_buf *b, const char *s)
+{
+    int rc = 0;
+    for (; *s && !rc; s++) {
+        switch (*s) {
+        case '&':
+            rc = pg_buf_puts(b, "&amp;");
+            break;
+        case '<':
+            rc = pg_buf_puts(b, "&lt;");
+            break;
+        case '>':
+            rc = pg_buf_puts(b, "&gt;");
+            break;
+        case '"':
+            rc = pg_buf_puts(b, "&quot;");
+            break;
+        case '\'':
+            rc = pg_buf_puts(b, "&apos;");
+            break;
+        default:
+            rc = pg_buf_append(b, s, 1);
+        }
+    }
+    return rc;
+}
+
+void pg_sim_iso_ms(int64_t ms, char *out, size_t outsz)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char base[32];
+    gmtime_r(&t, &tm);
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, outsz, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+int64_t pg_sim_parse_iso_ms(const char *s)
+{
+    struct tm tm = {0};
+    int ms = 0, n = 0;
+    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6)
+        return -1;
+    const char *p = s + n;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        for (; digits < 3 && digits > 0; digits++)
+            ms *= 10;
+    }
+    if (strcmp(p, "Z") != 0 && strcmp(p, "+0000") != 0)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, struct pg_sim_reply *r)
@@ -416,7 +528,7 @@ static void ctl_log(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_
     long long since = 0;
     const char *s = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "since");
     if (s && pg_strtonum(s, 0, (1LL << 62), &since) != 0) {
-        ctl_error(out, 400, "bad_request", "\"since\" must be a sequence number");
+        pg_sim_ctl_error(out, 400, "bad_request", "\"since\" must be a sequence number");
         return;
     }
     /* Entries get their "status" after the reply is built: dump under the lock. */
@@ -433,7 +545,7 @@ static void ctl_log(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_
     pthread_mutex_unlock(&sim->mu);
     json_decref(sel);
     if (!dump) {
-        ctl_error(out, 500, "internal", "out of memory");
+        pg_sim_ctl_error(out, 500, "internal", "out of memory");
         return;
     }
     pg_sim_reply_text(out, 200, "application/json", dump, strlen(dump));
@@ -457,19 +569,19 @@ ctl_faults_post(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_
     struct pg_sim_fault f;
     char err[256];
     if (!req->json) {
-        ctl_error(out, 400, "bad_fault", "the body must be a JSON object");
+        pg_sim_ctl_error(out, 400, "bad_fault", "the body must be a JSON object");
         return;
     }
     if (fault_parse(req->json, &f, err, sizeof err) != 0) {
-        ctl_error(out, 400, "bad_fault", "%s", err);
+        pg_sim_ctl_error(out, 400, "bad_fault", "%s", err);
         return;
     }
     pthread_mutex_lock(&sim->mu);
     if (sim->nfaults == PG_SIM_MAX_FAULTS) {
         pthread_mutex_unlock(&sim->mu);
         fault_release(&f);
-        ctl_error(out, 409, "too_many_faults", "at most %d faults can be queued",
-                  PG_SIM_MAX_FAULTS);
+        pg_sim_ctl_error(out, 409, "too_many_faults", "at most %d faults can be queued",
+                         PG_SIM_MAX_FAULTS);
         return;
     }
     f.id = ++sim->next_fault_id;
@@ -511,7 +623,7 @@ static void ctl_state(struct pg_sim *sim, const struct pg_sim_req *req, struct p
     char *dump = json_dumps(sim->state, JSON_COMPACT);
     pthread_mutex_unlock(&sim->mu);
     if (!dump) {
-        ctl_error(out, 500, "internal", "out of memory");
+        pg_sim_ctl_error(out, 500, "internal", "out of memory");
         return;
     }
     pg_sim_reply_text(out, 200, "application/json", dump, strlen(dump));
@@ -562,13 +674,13 @@ dispatch(struct pg_sim *sim, const struct pg_sim_req *req, int control, struct p
     }
     if (allow[0]) {
         if (control)
-            ctl_error(out, 405, "method_not_allowed", "%s is not allowed on %s", req->method,
-                      req->path);
+            pg_sim_ctl_error(out, 405, "method_not_allowed", "%s is not allowed on %s", req->method,
+                             req->path);
         else
             sim->ops->error_reply(sim, 405, "HTTP Method not allowed", out);
         pg_sim_reply_header(out, "Allow", allow);
     } else if (control) {
-        ctl_error(out, 404, "not_found", "no control endpoint %s", req->path);
+        pg_sim_ctl_error(out, 404, "not_found", "no control endpoint %s", req->path);
     } else {
         sim->ops->error_reply(sim, 404, "The requested resource does not exist", out);
     }
@@ -643,8 +755,8 @@ static enum MHD_Result finish(struct pg_sim *sim,
     }
     if (ctx->too_large) {
         if (control)
-            ctl_error(&out, 413, "too_large", "request body above %zu bytes",
-                      sim->cfg->max_body_bytes);
+            pg_sim_ctl_error(&out, 413, "too_large", "request body above %zu bytes",
+                             sim->cfg->max_body_bytes);
         else
             sim->ops->error_reply(sim, 413, "request body too large", &out);
     } else if (faulted) {
@@ -801,6 +913,8 @@ void pg_sim_destroy(struct pg_sim *sim)
     sim->daemon = NULL;
     if (!sim->ops)
         return;
+    if (sim->ops->destroy)
+        sim->ops->destroy(sim);
     faults_clear(sim);
     json_decref(sim->log);
     json_decref(sim->seed);

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
+#include <libxml/parser.h>
 
 #include "server/log.h"
 #include "server/util.h"
@@ -77,18 +79,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    pg_log_set_component("posgate-sim");
-    if (pg_sim_config_load(cfg_path, &cfg, err, sizeof err) != 0 ||
-        pg_sim_salesforce_init(&sf, &cfg, err, sizeof err) != 0 ||
-        pg_sim_micros_init(&mi, &cfg, err, sizeof err) != 0) {
-        fprintf(stderr, "posgate-sim: bad configuration %s: %s\n", cfg_path, err);
-        goto out;
-    }
-    pg_log_set_level((enum pg_log_level)cfg.log_level);
-
     /*
-     * Block the stop signals before any daemon thread exists, so every thread inherits the mask
-     * and only sigwait() below sees them.
+     * Block the stop signals before any thread exists (the Outbound Message sender starts with the
+     * Salesforce simulator), so every thread inherits the mask and only sigwait() below sees them.
      */
     sigset_t stop;
     sigemptyset(&stop);
@@ -96,6 +89,17 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    pg_log_set_component("posgate-sim");
+    /* Both libraries want their global set-up done once, before any thread exists. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    xmlInitParser();
+    if (pg_sim_config_load(cfg_path, &cfg, err, sizeof err) != 0 ||
+        pg_sim_salesforce_init(&sf, &cfg, err, sizeof err) != 0 ||
+        pg_sim_micros_init(&mi, &cfg, json_object_get(sf.seed, "contacts"), err, sizeof err) != 0) {
+        fprintf(stderr, "posgate-sim: bad configuration %s: %s\n", cfg_path, err);
+        goto out;
+    }
+    pg_log_set_level((enum pg_log_level)cfg.log_level);
 
     status = 1;
     if (pg_sim_listen(&sf, cfg.listen_address, cfg.sf.port) != 0 ||
@@ -121,5 +125,7 @@ out:
     pg_sim_destroy(&sf);
     pg_sim_destroy(&mi);
     pg_sim_config_free(&cfg);
+    xmlCleanupParser();
+    curl_global_cleanup();
     return status;
 }

@@ -1,7 +1,8 @@
 /*
  * The MICROS simulator: the enterprise's locations and revenue centers (BI API dimension shapes,
  * micros-wire.md §1.5) and the BI API's error body (§1.8). Later issues add the BI operations
- * (POST /bi/v1/{org}/...), the OIDC sign-in and the Gift & Loyalty host to `routes`.
+ * (POST /bi/v1/{org}/...) and the OIDC sign-in to `routes`. The Gift & Loyalty host is in
+ * sim/mi_gl.c, the webhook receiver in sim/mi_webhook.c.
  */
 #include "sim/sim.h"
 
@@ -26,6 +27,8 @@ mi_error_reply(struct pg_sim *sim, int status, const char *msg, struct pg_sim_re
 }
 
 static const struct pg_sim_route mi_routes[] = {
+    {"POST", "/ws/services/StoredValueService", 0, pg_sim_gl_process},
+    {"POST", "/webhooks/loyalty", 0, pg_sim_webhook_receive},
     {NULL, NULL, 0, NULL},
 };
 
@@ -95,8 +98,9 @@ static int mi_check(json_t *locs, json_t *rvcs, char *err, size_t errsz)
     return PG_OK;
 }
 
-/* Seed: {"locations":[...], "revenue_centers":[...]} (sim/README.md). */
-static int mi_load_seed(const char *path, json_t **out, char *err, size_t errsz)
+/* Seed: {"locations":[...], "revenue_centers":[...], "customers":[...]} (sim/README.md). */
+static int
+mi_load_seed(const char *path, json_t *sf_contacts, json_t **out, char *err, size_t errsz)
 {
     json_error_t jerr;
     json_t *root = path ? json_load_file(path, JSON_REJECT_DUPLICATES, &jerr) : json_object();
@@ -111,7 +115,8 @@ static int mi_load_seed(const char *path, json_t **out, char *err, size_t errsz)
     json_t *v;
     json_object_foreach(root, k, v)
     {
-        if (strcmp(k, "locations") != 0 && strcmp(k, "revenue_centers") != 0) {
+        if (strcmp(k, "locations") != 0 && strcmp(k, "revenue_centers") != 0 &&
+            strcmp(k, "customers") != 0) {
             snprintf(why, sizeof why, "unknown key \"%s\"", k);
             goto out;
         }
@@ -124,8 +129,17 @@ static int mi_load_seed(const char *path, json_t **out, char *err, size_t errsz)
            *rvcs = json_object_get(root, "revenue_centers");
     if (mi_check(locs, rvcs, why, sizeof why) != 0)
         goto out;
-    *out = json_pack("{s:o,s:o}", "locations", locs ? json_incref(locs) : json_array(),
-                     "revenue_centers", rvcs ? json_incref(rvcs) : json_array());
+    /* G&L customers: the seed's own, else one per Salesforce loyalty member */
+    json_t *cust = json_object_get(root, "customers");
+    cust = cust ? json_deep_copy(cust) : pg_sim_gl_customers_from_contacts(sf_contacts);
+    if (pg_sim_gl_check_customers(cust, why, sizeof why) != 0) {
+        json_decref(cust);
+        goto out;
+    }
+    *out = json_pack("{s:o,s:o,s:o,s:{s:[],s:{}}}", "locations",
+                     locs ? json_incref(locs) : json_array(), "revenue_centers",
+                     rvcs ? json_incref(rvcs) : json_array(), "customers", cust, "webhook",
+                     "deliveries", "customers");
     rc = *out ? PG_OK : PG_ENOMEM;
 out:
     if (why[0])
@@ -134,10 +148,14 @@ out:
     return rc;
 }
 
-int pg_sim_micros_init(struct pg_sim *sim, const struct pg_sim_config *cfg, char *err, size_t errsz)
+int pg_sim_micros_init(struct pg_sim *sim,
+                       const struct pg_sim_config *cfg,
+                       json_t *sf_contacts,
+                       char *err,
+                       size_t errsz)
 {
     json_t *seed;
-    int rc = mi_load_seed(cfg->micros.seed, &seed, err, errsz);
+    int rc = mi_load_seed(cfg->micros.seed, sf_contacts, &seed, err, errsz);
     if (rc)
         return rc;
     rc = pg_sim_init(sim, &mi_ops, cfg, seed);

@@ -20,8 +20,35 @@
 #define GENERATE_MAX 100000
 
 struct sf_priv {
-    long long api_used; /* calls counted in Sforce-Limit-Info since the last reset */
+    long long api_used;  /* calls counted in Sforce-Limit-Info since the last reset */
+    long long replay_id; /* last Platform Event replayId handed out (never reset: opaque, grows) */
+    struct pg_sim_om_queue *om;
 };
+
+struct pg_sim_om_queue *pg_sim_sf_om_queue(struct pg_sim *sim)
+{
+    return ((struct sf_priv *)sim->priv)->om;
+}
+
+long long pg_sim_sf_next_replay_id(struct pg_sim *sim)
+{
+    return ++((struct sf_priv *)sim->priv)->replay_id;
+}
+
+json_t *pg_sim_sf_find_contact(struct pg_sim *sim, const char *id)
+{
+    size_t i;
+    json_t *c;
+    if (!id || (strlen(id) != 15 && strlen(id) != 18))
+        return NULL;
+    json_array_foreach(json_object_get(sim->state, "contacts"), i, c)
+    {
+        const char *v = json_string_value(json_object_get(c, "Id"));
+        if (v && strncmp(v, id, 15) == 0)
+            return c;
+    }
+    return NULL;
+}
 
 /* ---- record ids (§0) ---- */
 
@@ -129,7 +156,58 @@ static void sf_not_found(struct pg_sim *sim, const struct pg_sim_req *req, struc
         sf_error_reply(sim, 404, NULL, out);
 }
 
+/*
+ * PATCH /_sim/records/Contact/{Id}: change fields as a user would in the UI. SystemModstamp moves
+ * to now, strictly increasing per record (previous + 1 ms when the clock has not moved on).
+ */
+static void
+sf_record_patch(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
+{
+    const char *id = req->path + strlen("/_sim/records/Contact/");
+    const char *k;
+    json_t *v;
+    if (!json_is_object(req->json)) {
+        pg_sim_ctl_error(out, 400, "bad_request", "the body must be a JSON object of fields");
+        return;
+    }
+    json_object_foreach(req->json, k, v)
+    {
+        if (strcmp(k, "Id") == 0 || strcmp(k, "SystemModstamp") == 0) {
+            pg_sim_ctl_error(out, 400, "bad_request", "\"%s\" cannot be changed", k);
+            return;
+        }
+        if (json_is_object(v) || json_is_array(v)) {
+            pg_sim_ctl_error(out, 400, "bad_request", "field \"%s\" must be a scalar or null", k);
+            return;
+        }
+        if (strcmp(k, "LastName") == 0 && (!json_is_string(v) || !json_string_length(v))) {
+            pg_sim_ctl_error(out, 400, "bad_request", "LastName is required");
+            return;
+        }
+    }
+    pthread_mutex_lock(&sim->mu);
+    json_t *c = pg_sim_sf_find_contact(sim, id);
+    if (!c) {
+        pthread_mutex_unlock(&sim->mu);
+        pg_sim_ctl_error(out, 404, "not_found", "no Contact %s", id);
+        return;
+    }
+    json_object_update(c, req->json);
+    int64_t now = pg_wall_ms();
+    int64_t prev = pg_sim_parse_iso_ms(json_string_value(json_object_get(c, "SystemModstamp")));
+    char ts[40];
+    pg_sim_iso_ms(now > prev ? now : prev + 1, ts, sizeof ts);
+    json_object_set_new(c, "SystemModstamp", json_string(ts));
+    json_t *copy = json_deep_copy(c);
+    pthread_mutex_unlock(&sim->mu);
+    pg_sim_reply_json(out, 200, copy);
+}
+
 static const struct pg_sim_route sf_routes[] = {
+    {"PATCH", "/_sim/records/Contact/", 1, sf_record_patch},
+    {"POST", "/_sim/outbound-messages", 0, pg_sim_om_post},
+    {"GET", "/_sim/outbound-messages", 0, pg_sim_om_get},
+    {"POST", "/_sim/platform-events", 0, pg_sim_pe_post},
     {"GET", "/services/data/", 0, sf_versions},
     {"GET", "/services/data", 0, sf_versions},
     {"*", "/services/", 1, sf_not_found}, /* REST paths we do not serve yet still count */
@@ -138,7 +216,19 @@ static const struct pg_sim_route sf_routes[] = {
 
 static void sf_reset(struct pg_sim *sim)
 {
-    ((struct sf_priv *)sim->priv)->api_used = 0;
+    struct sf_priv *p = sim->priv;
+    p->api_used = 0;
+    if (p->om)
+        pg_sim_om_clear(p->om);
+}
+
+static void sf_destroy(struct pg_sim *sim)
+{
+    struct sf_priv *p = sim->priv;
+    if (p && p->om)
+        pg_sim_om_stop(p->om);
+    if (p)
+        p->om = NULL;
 }
 
 static const struct pg_sim_ops sf_ops = {
@@ -146,6 +236,7 @@ static const struct pg_sim_ops sf_ops = {
     .routes = sf_routes,
     .error_reply = sf_error_reply,
     .reset = sf_reset,
+    .destroy = sf_destroy,
 };
 
 /* ---- seed data ---- */
@@ -352,6 +443,13 @@ int pg_sim_salesforce_init(struct pg_sim *sim,
     sim->priv = calloc(1, sizeof(struct sf_priv));
     if (rc == PG_OK && !sim->priv)
         rc = PG_ENOMEM;
+    if (rc == PG_OK) {
+        uint64_t r = 0;
+        /* replayIds are opaque and only grow; start somewhere that is not 1 */
+        if (pg_random_bytes(&r, sizeof r) == 0)
+            ((struct sf_priv *)sim->priv)->replay_id = 10000 + (long long)(r % 1000000);
+        rc = pg_sim_om_start(sim, &((struct sf_priv *)sim->priv)->om);
+    }
     if (rc)
         snprintf(err, errsz, "salesforce: out of memory");
     return rc;

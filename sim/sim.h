@@ -14,9 +14,11 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
+#include "server/buf.h"
 #include "server/error.h"
 
 #define PG_SIM_MAX_FAULTS 64
@@ -35,11 +37,27 @@ struct pg_sim_config {
         char org_id[19];
         char api_version[8]; /* "66.0" */
         long long api_limit; /* daily allocation reported in Sforce-Limit-Info */
+        struct {
+            char *private_key_pem; /* RS256 signing key (PEM text) or NULL */
+            char *hs256_secret;    /* HS256 key text (negative tests) or NULL */
+            char kid[128];
+            char iss[256];
+            char aud[256];
+            char sub[256];
+            long long expiry_s;
+        } jwt;
     } sf;
     struct {
         int port;
         char *seed;
         char org[100]; /* enterprise short name: /bi/v1/{org}/... */
+        struct {
+            char logon[128];
+            char password[128];
+            int crc_decimal; /* 0: in3 is %08X (reference client), 1: %010u */
+        } gl;
+        char *webhook_secret; /* "whsec_<base64>" or NULL (then the receiver answers 503) */
+        long long webhook_tolerance_s;
     } micros;
 };
 
@@ -86,6 +104,9 @@ struct pg_sim_ops {
     void (*error_reply)(struct pg_sim *sim, int status, const char *msg, struct pg_sim_reply *out);
     /** Called with the lock held on reset, after state was restored from the seed. May be NULL. */
     void (*reset)(struct pg_sim *sim);
+    /** Called after the daemon stopped, before priv is freed (stop threads, free priv's insides).
+     */
+    void (*destroy)(struct pg_sim *sim);
 };
 
 struct pg_sim_fault {
@@ -135,6 +156,13 @@ void pg_sim_reply_json(struct pg_sim_reply *out, int status, json_t *body); /* s
 void pg_sim_reply_text(
     struct pg_sim_reply *out, int status, const char *ctype, const char *text, size_t len);
 void pg_sim_reply_header(struct pg_sim_reply *out, const char *name, const char *value);
+/** Control-API error body {"error": code, "message": text}. */
+void pg_sim_ctl_error(struct pg_sim_reply *out, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/** 1 once SIGTERM arrived (background senders stop). */
+int pg_sim_stopping(void);
+/** Header value of the request (case-insensitive name) or NULL. */
+const char *pg_sim_req_header(const struct pg_sim_req *req, const char *name);
 
 /* ---- simulators ---- */
 
@@ -142,10 +170,52 @@ int pg_sim_salesforce_init(struct pg_sim *sim,
                            const struct pg_sim_config *cfg,
                            char *err,
                            size_t errsz);
+/** sf_contacts: the Salesforce seed's Contacts (G&L customers are derived from them). */
 int pg_sim_micros_init(struct pg_sim *sim,
                        const struct pg_sim_config *cfg,
+                       json_t *sf_contacts,
                        char *err,
                        size_t errsz);
+
+/* ---- Salesforce senders (sim/sf_outbound.c, sim/sf_events.c) ---- */
+
+struct pg_sim_om_queue; /* outbound-message queue and its sender thread */
+int pg_sim_om_start(struct pg_sim *sim, struct pg_sim_om_queue **out);
+void pg_sim_om_stop(struct pg_sim_om_queue *q);
+void pg_sim_om_clear(struct pg_sim_om_queue *q); /* caller holds sim->mu */
+void pg_sim_om_post(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out);
+void pg_sim_om_get(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out);
+void pg_sim_pe_post(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out);
+/** The Salesforce simulator's queue (its priv owns it). */
+struct pg_sim_om_queue *pg_sim_sf_om_queue(struct pg_sim *sim);
+/** Next Platform Event replayId. Caller holds sim->mu. */
+long long pg_sim_sf_next_replay_id(struct pg_sim *sim);
+/** Find a Contact in state by 15- or 18-char id. Caller holds sim->mu. */
+json_t *pg_sim_sf_find_contact(struct pg_sim *sim, const char *id);
+
+/* ---- MICROS protocol handlers (sim/mi_gl.c, sim/mi_webhook.c) ---- */
+
+void pg_sim_gl_process(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out);
+void pg_sim_webhook_receive(struct pg_sim *sim,
+                            const struct pg_sim_req *req,
+                            struct pg_sim_reply *out);
+/** Build the seed "customers" array from Salesforce Contacts with a Loyalty_Id__c. */
+json_t *pg_sim_gl_customers_from_contacts(json_t *contacts);
+/** Validate a seed "customers" array (known columns, unique ids). */
+int pg_sim_gl_check_customers(json_t *customers, char *err, size_t errsz);
+
+/* ---- helpers (sim/core.c) ---- */
+
+/** base64 (standard alphabet, padded) of n bytes; malloc'd. url: base64url without padding. */
+char *pg_sim_b64(const unsigned char *p, size_t n, int url);
+/** Decode standard base64; returns malloc'd bytes and *n, or NULL. */
+unsigned char *pg_sim_b64_decode(const char *s, size_t *n);
+/** Append s XML-escaped (& < > " ') to b. */
+int pg_sim_xml_escape(struct pg_buf *b, const char *s);
+/** "2026-03-02T14:05:11.000Z" for ms since the epoch. */
+void pg_sim_iso_ms(int64_t ms, char *out, size_t outsz);
+/** Parse "YYYY-MM-DDTHH:MM:SS(.mmm)Z" or "+0000"; -1 on failure. */
+int64_t pg_sim_parse_iso_ms(const char *s);
 
 /** Salesforce ids: fill out (19 bytes) with the 18-char form of a 15-char id. */
 void pg_sim_sf_id18(const char *id15, char *out);

@@ -564,6 +564,13 @@ static void test_sim_bad_config_exits_nonzero(void **state)
         {"level.json", "{\"log_level\":\"loud\"}", "log_level"},
         {"noseed.json", "{\"micros\":{\"seed\":\"no_such_seed.json\"}}", "no_such_seed.json"},
         {"badseed.json", "{\"salesforce\":{\"seed\":\"bad_seed.json\"}}", "AAR"},
+        {"crc.json", "{\"micros\":{\"gl\":{\"crc_format\":\"octal\"}}}", "crc_format"},
+        {"gl_key.json", "{\"micros\":{\"gl\":{\"logn\":\"x\"}}}", "logn"},
+        {"whsec.json", "{\"micros\":{\"webhook_secret\":\"secret\"}}", "webhook_secret"},
+        {"whfile.json", "{\"micros\":{\"webhook_secret\":\"file:no.secret\"}}", "no.secret"},
+        {"jwt_key.json", "{\"salesforce\":{\"jwt\":{\"private_key\":\"bad_seed.json\"}}}",
+         "private_key"},
+        {"jwt_unknown.json", "{\"salesforce\":{\"jwt\":{\"alg\":\"RS256\"}}}", "alg"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *out = NULL;
