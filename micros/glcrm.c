@@ -214,7 +214,11 @@ int pg_gl_build_set_customer(struct pg_buf *out,
     if ((rc = crm_head(out, request_source, "SetCustomer")) ||
         (rc = pg_buf_puts(out, "<DataSet><DataSetColumns>")))
         return rc;
-    if (create && (rc = pg_buf_puts(out, "<DSColumn name=\"primaryposref\"/>")))
+    /* A create names the card (primaryposref) and sortvalue 1: SORTVALUE is one of the customer
+     * table's columns (GetColumnList), and the host refuses an insert without both
+     * (micros-wire.md §3.2). */
+    if (create && (rc = pg_buf_puts(out, "<DSColumn name=\"primaryposref\"/>"
+                                         "<DSColumn name=\"sortvalue\"/>")))
         return rc;
     for (size_t i = 0; i < ncols; i++)
         if ((rc = pg_buf_puts(out, "<DSColumn name=\"")) || (rc = xml_escape(out, cols[i].name)) ||
@@ -222,13 +226,12 @@ int pg_gl_build_set_customer(struct pg_buf *out,
             return rc;
     if ((rc = pg_buf_puts(out, "</DataSetColumns><Rows>")))
         return rc;
-    /* A row without an id creates a customer; the host wants sortValue="1" on it
-     * (micros-wire.md §3.2). */
+    /* A row without an id creates a customer. */
     if (create)
-        rc = pg_buf_puts(out, "<Row sortValue=\"1\">");
+        rc = pg_buf_puts(out, "<Row>");
     else
         rc = pg_buf_printf(out, "<Row id=\"%s\">", row_id);
-    if (rc || (create && (rc = put_col(out, primaryposref))))
+    if (rc || (create && ((rc = put_col(out, primaryposref)) || (rc = put_col(out, "1")))))
         return rc;
     for (size_t i = 0; i < ncols; i++)
         if ((rc = put_col(out, cols[i].value)))

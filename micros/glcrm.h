@@ -89,7 +89,7 @@ int pg_gl_build_get_customer(struct pg_buf *out,
  *  - row_id != NULL: update that row (decimal digits only) with cols (ncols >= 1);
  *    primaryposref is ignored.
  *  - row_id == NULL: create. primaryposref is required and is sent as the first column
- *    ("primaryposref") with the row marked sortValue="1" (micros-wire.md §3.2); cols may be
+ *    ("primaryposref") followed by the sortvalue column set to 1 (micros-wire.md §3.2); cols may be
  *    empty.
  * All values are XML-escaped; everything borrowed. Returns PG_EINVAL on missing/invalid input.
  */

@@ -207,6 +207,14 @@ static size_t gl_columns(const struct pg_config *cfg,
         const char *s = NULL;
         if (json_is_string(v)) {
             s = json_string_value(v);
+            /* The SOAP API writes Salesforce number fields as doubles ("5400.0"); MICROS numeric
+             * columns take the integer when the fraction is zero. */
+            size_t len = strlen(s), dot = strspn(s, "-0123456789");
+            if (dot > 0 && dot < len && s[dot] == '.' && dot < 63 &&
+                strspn(s + dot + 1, "0") == len - dot - 1) {
+                snprintf(vals[n], 64, "%.*s", (int)dot, s);
+                s = vals[n];
+            }
         } else if (json_is_integer(v)) {
             snprintf(vals[n], 64, "%lld", (long long)json_integer_value(v));
             s = vals[n];

@@ -439,7 +439,10 @@ const char *pg_t_bin(const char *name)
 
 const char *pg_t_src(const char *rel)
 {
-    static char path[1024];
-    snprintf(path, sizeof path, "%s/%s", PG_SOURCE_DIR, rel);
+    /* A small ring, so several results can be used in one call (e.g. one snprintf). */
+    static __thread char paths[8][1024];
+    static __thread unsigned next;
+    char *path = paths[next++ % 8];
+    snprintf(path, 1024, "%s/%s", PG_SOURCE_DIR, rel);
     return path;
 }

@@ -122,7 +122,7 @@ void pg_t_resp_free(struct pg_t_resp *r);
 /** Path of a built binary ("posgate", "posgate-sim"). Static storage. */
 const char *pg_t_bin(const char *name);
 
-/** Path inside the source tree. Static storage, overwritten on each call. */
+/** Path inside the source tree. Static storage, reused after 8 more calls on the thread. */
 const char *pg_t_src(const char *rel);
 
 #endif

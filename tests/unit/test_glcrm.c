@@ -168,8 +168,9 @@ static void set_customer_create(void **state)
     struct pg_gl_col cols[] = {{"firstname", "Zo\xc3\xab"}};
     assert_int_equal(pg_gl_build_set_customer(&b, "gw", NULL, "22&3", cols, 1), PG_OK);
     assert_contains(b.data, "<DataSetColumns><DSColumn name=\"primaryposref\"/><DSColumn "
-                            "name=\"firstname\"/></DataSetColumns><Rows><Row sortValue=\"1\">"
-                            "<Col>22&amp;3</Col><Col>Zo\xc3\xab</Col></Row></Rows>");
+                            "name=\"sortvalue\"/><DSColumn name=\"firstname\"/></DataSetColumns>"
+                            "<Rows><Row><Col>22&amp;3</Col><Col>1</Col><Col>Zo\xc3\xab</Col>"
+                            "</Row></Rows>");
     pg_buf_reset(&b);
     assert_int_equal(pg_gl_build_set_customer(&b, "gw", NULL, "2200003", NULL, 0), PG_OK);
     assert_int_equal(pg_gl_build_set_customer(&b, "gw", NULL, NULL, cols, 1), PG_EINVAL);
