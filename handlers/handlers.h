@@ -46,6 +46,11 @@ int pg_hnd_healthz(struct pg_req *req);
 int pg_hnd_readyz(struct pg_req *req);
 int pg_hnd_metrics(struct pg_req *req);
 
+/* docs.c: the OpenAPI document and the offline docs page */
+int pg_hnd_openapi_json(struct pg_req *req);
+int pg_hnd_docs(struct pg_req *req);
+int pg_hnd_docs_asset(struct pg_req *req);
+
 /* salesforce.c */
 int pg_hnd_sf_outbound(struct pg_req *req);
 int pg_hnd_sf_events(struct pg_req *req);

@@ -13,6 +13,10 @@ static struct pg_route routes[] = {
     {"GET", "/healthz", "healthz", pg_hnd_healthz, PG_AUTH_NONE, 0, 1},
     {"GET", "/readyz", "readyz", pg_hnd_readyz, PG_AUTH_NONE, 0, 0},
     {"GET", "/metrics", "metrics", pg_hnd_metrics, PG_AUTH_NONE, 0, 0},
+    /* partner documentation (served from memory) */
+    {"GET", "/openapi.json", "openapi", pg_hnd_openapi_json, PG_AUTH_NONE, 0, 1},
+    {"GET", "/docs", "docs", pg_hnd_docs, PG_AUTH_NONE, 0, 1},
+    {"GET", "/docs/{asset}", "docs_asset", pg_hnd_docs_asset, PG_AUTH_NONE, 0, 1},
     /* Salesforce → MICROS. The Outbound Message's org check needs the body: the handler does it. */
     {"POST", "/v1/salesforce/outbound-messages", "sf_outbound", pg_hnd_sf_outbound, PG_AUTH_NONE, 0,
      0},
