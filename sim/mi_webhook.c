@@ -8,7 +8,8 @@
  *   timestamp       unix seconds, refused when more than micros.webhook_tolerance_s (300) off
  *
  * Bad or missing signature headers → 401; a body that is not a JSON object with a string
- * "loyalty_id" → 400; otherwise 200 and the delivery is recorded in state "webhook".
+ * data.loyalty_id (or loyalty_id) → 400; otherwise 200 and the delivery is recorded in state
+ * "webhook".
  */
 #include "sim/sim.h"
 
@@ -95,10 +96,15 @@ void pg_sim_webhook_receive(struct pg_sim *sim,
         return;
     }
     json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, NULL);
+    /* The Standard Webhooks payload shape: {"type", "timestamp", "data": {...}}; the customer
+     * is data.loyalty_id (a flat body with loyalty_id at the top is accepted too). */
     const char *lid = json_string_value(json_object_get(body, "loyalty_id"));
+    if (!lid)
+        lid = json_string_value(json_object_get(json_object_get(body, "data"), "loyalty_id"));
     if (!json_is_object(body) || !lid || !lid[0]) {
         json_decref(body);
-        deny(out, 400, "bad_body", "the body must be a JSON object with a string \"loyalty_id\"");
+        deny(out, 400, "bad_body",
+             "the body must be a JSON object with a string data.loyalty_id (or loyalty_id)");
         return;
     }
     char now_iso[40];

@@ -351,7 +351,11 @@ static void deliver_webhook(const struct pg_config *cfg,
     /* The message id names the customer and version: a receiver dedupes on it. */
     char id[160];
     snprintf(id, sizeof id, "%s-%lld", sfid, (long long)version);
-    json_t *body = json_pack("{s:s, s:O}", "type", "customer.updated", "data", state);
+    /* The payload shape Standard Webhooks recommends: type, timestamp, data. */
+    char ts[40];
+    pg_wall_iso8601(ts, sizeof ts);
+    json_t *body =
+        json_pack("{s:s, s:s, s:O}", "type", "customer.updated", "timestamp", ts, "data", state);
     char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!s) {

@@ -45,9 +45,9 @@ static int start_sim(void)
              "\"jwt\":{\"private_key\":\"%s\",\"kid\":\"sf-events-1\",\"iss\":\"" JWT_ISS "\","
              "\"aud\":\"" JWT_AUD "\",\"sub\":\"integration@acme.example\"}},"
              "\"micros\":{\"port\":0,\"seed\":\"%s\",\"gl\":{\"logon\":\"" GL_LOGON
-             "\",\"password\":\"" GL_PASSWORD "\"}}}",
+             "\",\"password\":\"" GL_PASSWORD "\"},\"webhook_secret\":\"file:%s\"}}",
              pg_t_src("tests/data/salesforce_seed.json"), pg_t_src("tests/data/keys/sf-events.key"),
-             pg_t_src("tests/data/micros_seed.json"));
+             pg_t_src("tests/data/micros_seed.json"), pg_t_src("tests/data/keys/webhook.secret"));
     return pg_t_sim_start(&sim, cfg);
 }
 
@@ -599,6 +599,86 @@ static void redis_down_no_ack_then_delivered(void **state)
     assert_int_equal(wait_tier(lid, tier, 15000), 0);
 }
 
+/* Admin endpoints and event callbacks refuse missing or wrong credentials. */
+static void credentials_are_checked(void **state)
+{
+    char u[256];
+    struct pg_t_resp r;
+    snprintf(u, sizeof u, "%s/v1/admin/dead-letters", gw.url);
+    assert_int_equal(pg_t_get(u, &r), 0);
+    assert_int_equal(r.status, 401);
+    pg_t_resp_free(&r);
+    const char *wrong[] = {"X-Api-Key: not-the-key", NULL};
+    assert_int_equal(pg_t_http("GET", u, wrong, NULL, 0, 0, &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_non_null(strstr(r.body, "\"status\":401"));
+    pg_t_resp_free(&r);
+
+    snprintf(u, sizeof u, "%s/v1/salesforce/events", gw.url);
+    const char *ev = "{\"data\":{\"payload\":{},\"event\":{\"EventUuid\":"
+                     "\"2ec0e371-1395-457f-9275-be1b527a72f7\"}},\"channel\":"
+                     "\"/event/Loyalty_Update__e\"}";
+    assert_int_equal(pg_t_http("POST", u, NULL, ev, strlen(ev), 0, &r), 0);
+    assert_int_equal(r.status, 401);
+    char www[128];
+    assert_int_equal(pg_t_resp_header(&r, "WWW-Authenticate", www, sizeof www), 0);
+    pg_t_resp_free(&r);
+    /* alg none is refused */
+    const char *none[] = {"Authorization: Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+                          "eyJpc3MiOiJ4In0.",
+                          NULL};
+    assert_int_equal(pg_t_http("POST", u, none, ev, strlen(ev), 0, &r), 0);
+    assert_int_equal(r.status, 401);
+    pg_t_resp_free(&r);
+}
+
+/* The webhook target: a signed JSON POST the MICROS simulator verifies (Standard Webhooks). */
+static void webhook_target_delivers_signed_json(void **state)
+{
+    char cfg[16384];
+    char *wh = strstr(gw_cfg, "\"push\":");
+    assert_non_null(wh);
+    /* the same gateway, pushing to the webhook receiver instead of Gift & Loyalty */
+    snprintf(cfg, sizeof cfg,
+             "%.*s\"push\":{\"enabled\":true,\"target\":\"webhook\","
+             "\"workers\":1,\"retry_base_ms\":50,\"retry_cap_ms\":200,"
+             "\"webhook\":{\"url\":\"%s/webhooks/loyalty\",\"secret\":\"file:%s\"}}}",
+             (int)(wh - gw_cfg), gw_cfg, sim.micros_url,
+             pg_t_src("tests/data/keys/webhook.secret"));
+    /* its own Redis database: the main gateway's workers share a queue only within one */
+    char *db = strstr(cfg, redis.url);
+    assert_non_null(db);
+    db[strlen(redis.url) - 1] = '1';
+    struct pg_t_proc g2;
+    assert_int_equal(pg_t_gateway_start(&g2, cfg), 0);
+    char u[256];
+    snprintf(u, sizeof u, "%s/v1/salesforce/outbound-messages", g2.url);
+    struct note n;
+    note_for(&n, 7, 3, 1767225600000LL, 7);
+    char *xml = om_envelope(ORG, &n, 1);
+    const char *h[] = {"Content-Type: text/xml; charset=utf-8", NULL};
+    struct pg_t_resp r;
+    assert_int_equal(pg_t_http("POST", u, h, xml, strlen(xml), 0, &r), 0);
+    assert_int_equal(r.status, 200);
+    pg_t_resp_free(&r);
+    free(xml);
+    const char *tier = NULL;
+    json_t *st = NULL;
+    for (int64_t end = pg_now_ms() + 10000; !tier && pg_now_ms() < end; pg_sleep_ms(50)) {
+        json_decref(st);
+        st = get_json(sim.micros_url, "/_sim/state");
+        json_t *c =
+            json_object_get(json_object_get(json_object_get(st, "webhook"), "customers"), n.lid);
+        tier = json_string_value(
+            json_object_get(json_object_get(json_object_get(c, "last"), "data"), "tier"));
+    }
+    assert_non_null(tier);
+    assert_string_equal(tier, "T3");
+    json_decref(st);
+    assert_int_equal(pg_t_proc_stop(&g2), 0);
+    pg_t_proc_destroy(&g2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +690,8 @@ int main(void)
         cmocka_unit_test_setup(micros_outage_is_retried, reset),
         cmocka_unit_test_setup(exhausted_retries_dead_letter_then_replay, reset),
         cmocka_unit_test_setup(redis_down_no_ack_then_delivered, reset),
+        cmocka_unit_test_setup(credentials_are_checked, reset),
+        cmocka_unit_test_setup(webhook_target_delivers_signed_json, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
