@@ -38,6 +38,7 @@ static const struct cfg_key keys[] = {
     {"listen.port", CFG_INT, OFF(listen_port), 0, 0, 65535, 8080, NULL},
     {"http.threads", CFG_INT, OFF(http_threads), 0, 0, 256, 0, NULL},
     {"http.workers", CFG_INT, OFF(http_workers), 0, 1, 1024, 16, NULL},
+    {"http.slow_workers", CFG_INT, OFF(http_slow_workers), 0, 1, 1024, 32, NULL},
     {"http.connection_timeout_s", CFG_INT, OFF(http_connection_timeout_s), 0, 1, 3600, 30, NULL},
     {"http.connection_limit", CFG_INT, OFF(http_connection_limit), 0, 1, 100000, 1024, NULL},
     {"http.per_ip_connection_limit", CFG_INT, OFF(http_per_ip_connection_limit), 0, 0, 100000, 0,

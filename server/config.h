@@ -23,6 +23,7 @@ struct pg_config {
     /* http */
     int http_threads;
     int http_workers;
+    int http_slow_workers;
     int http_connection_timeout_s;
     int http_connection_limit;
     int http_per_ip_connection_limit;

@@ -21,6 +21,7 @@ struct pg_req;
 
 /* The worker pool: a FIFO of suspended requests and the threads that run their handlers. */
 struct worker_pool {
+    struct pg_http *srv;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct pg_req *head, *tail;
@@ -33,7 +34,8 @@ struct pg_http {
     struct MHD_Daemon *daemon;
     struct pg_http_opts opts;
     int port;
-    struct worker_pool pool;
+    struct worker_pool pool; /* handlers */
+    struct worker_pool slow; /* continuations that wait on an upstream (pg_req_defer) */
 };
 
 struct req_header {
@@ -63,7 +65,8 @@ struct pg_req {
     struct req_header hdrs[PG_REQ_MAX_HEADERS];
     size_t nhdrs;
     /* worker hand-off */
-    int dispatched; /* queued to the worker pool (connection suspended) */
+    int dispatched;         /* queued to the worker pool (connection suspended) */
+    pg_handler_fn deferred; /* set by pg_req_defer: run next on the slow pool */
     struct pg_req *next;
 };
 
@@ -316,6 +319,14 @@ int pg_req_problem(struct pg_req *req, int status, const char *detail, json_t *e
     return reply_json_typed(req, status, p, "application/problem+json");
 }
 
+int pg_req_defer(struct pg_req *req, pg_handler_fn next)
+{
+    if (!req->dispatched || req->deferred || req->replied)
+        return PG_EINVAL; /* only a handler running on a worker, once, before replying */
+    req->deferred = next;
+    return PG_OK;
+}
+
 /* ---------------------------------------------------------------- accessors */
 
 void *pg_req_app(const struct pg_req *req)
@@ -465,14 +476,29 @@ static void *pool_main(void *arg)
         pthread_mutex_unlock(&p->mu);
         if (!req)
             break;
-        run_handler(req);
+        pg_handler_fn next = req->deferred;
+        if (next) {
+            /* A continuation on the slow pool: it may wait on an upstream for a while. */
+            req->deferred = NULL;
+            int rc = next(req);
+            if (rc < 0 && !req->replied)
+                reply_error(req, rc);
+        } else {
+            run_handler(req);
+        }
+        if (req->deferred && p != &p->srv->slow) {
+            pool_push(&p->srv->slow, req); /* still suspended; the slow pool resumes it */
+            continue;
+        }
+        req->deferred = NULL; /* a continuation cannot defer again: it must reply */
         MHD_resume_connection(req->conn);
     }
     return NULL;
 }
 
-static int pool_start(struct worker_pool *p, int n)
+static int pool_start(struct pg_http *h, struct worker_pool *p, int n)
 {
+    p->srv = h;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->threads = calloc((size_t)n, sizeof *p->threads);
@@ -660,8 +686,10 @@ int pg_http_start(const struct pg_http_opts *o, struct pg_http **out)
     if (!h)
         return PG_ENOMEM;
     h->opts = *o;
-    if (pool_start(&h->pool, o->workers > 0 ? o->workers : 1) != 0) {
+    if (pool_start(h, &h->pool, o->workers > 0 ? o->workers : 1) != 0 ||
+        pool_start(h, &h->slow, o->slow_workers > 0 ? o->slow_workers : 1) != 0) {
         pool_stop(&h->pool);
+        pool_stop(&h->slow);
         free(h);
         return PG_ENOMEM;
     }
@@ -682,6 +710,7 @@ int pg_http_start(const struct pg_http_opts *o, struct pg_http **out)
                                  MHD_OPTION_END);
     if (!h->daemon) {
         pool_stop(&h->pool);
+        pool_stop(&h->slow);
         free(h);
         return PG_EIO;
     }
@@ -714,7 +743,8 @@ void pg_http_stop(struct pg_http *h, int grace_ms)
                grace_ms);
     /* Workers finish what they hold (each call is bounded by its own timeout) and resume those
      * connections: libmicrohttpd must not be stopped with a connection still suspended. */
-    pool_stop(&h->pool);
+    pool_stop(&h->pool); /* may still hand continuations to the slow pool: stop it second */
+    pool_stop(&h->slow);
     MHD_stop_daemon(h->daemon);
     free(h);
 }

@@ -60,6 +60,7 @@ struct pg_http_opts {
     int port;            /* 0: pick a free port (read back with pg_http_port) */
     int threads;         /* I/O threads (libmicrohttpd's pool, epoll) */
     int workers;         /* handler threads: blocking work never stalls an I/O thread */
+    int slow_workers;    /* threads for continuations that wait on an upstream (pg_req_defer) */
     int connection_timeout_s;
     int connection_limit;
     int per_ip_connection_limit; /* 0: unlimited */
@@ -125,6 +126,14 @@ const char *pg_req_id(const struct pg_req *req);
 const char *pg_req_method(const struct pg_req *req);
 const char *pg_req_path(const struct pg_req *req);
 const struct pg_route *pg_req_route(const struct pg_req *req);
+
+/**
+ * Continue this request on the slow pool with next, instead of replying now. For a handler that
+ * finds it must wait on an upstream (a Salesforce call on a cache miss): the fast pool is then
+ * free for requests that only touch Redis, so a cache hit never queues behind a miss. Only from a
+ * handler running on a worker (not inline_ok), once, before any reply. next must reply.
+ */
+int pg_req_defer(struct pg_req *req, pg_handler_fn next) PG_WARN_UNUSED;
 
 /** A request header (case-insensitive); borrowed until the request completes; NULL if absent. */
 const char *pg_req_header(const struct pg_req *req, const char *name);

@@ -121,6 +121,7 @@ static int run(const struct pg_config *cfg, const char *ready_file)
         .port = cfg->listen_port,
         .threads = cfg->http_threads,
         .workers = cfg->http_workers,
+        .slow_workers = cfg->http_slow_workers,
         .connection_timeout_s = cfg->http_connection_timeout_s,
         .connection_limit = cfg->http_connection_limit,
         .per_ip_connection_limit = cfg->http_per_ip_connection_limit,

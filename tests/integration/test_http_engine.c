@@ -38,7 +38,19 @@ static int h_slow(struct pg_req *req)
     return pg_req_reply_json(req, 200, json_pack("{s:b}", "slow", 1));
 }
 
+static int h_slow_continuation(struct pg_req *req)
+{
+    pg_sleep_ms(1500); /* the upstream call */
+    return pg_req_reply_json(req, 200, json_pack("{s:b}", "deferred", 1));
+}
+
+static int h_defer(struct pg_req *req)
+{
+    return pg_req_defer(req, h_slow_continuation);
+}
+
 static const struct pg_route routes[] = {
+    {"GET", "/defer", "defer", h_defer, PG_AUTH_NONE, 0, 0},
     {"GET", "/open/{id}", "open", h_echo, PG_AUTH_NONE, 0, 0},
     {"POST", "/open/{id}", "open_post", h_echo, PG_AUTH_NONE, 16, 0},
     {"GET", "/secret", "secret", h_echo, PG_AUTH_PARTNER, 0, 0},
@@ -55,13 +67,15 @@ static int deny(struct pg_req *req, enum pg_auth_policy p)
 static struct pg_http *start_n(int (*authorize)(struct pg_req *, enum pg_auth_policy),
                                char *base,
                                size_t basesz,
-                               int threads)
+                               int threads,
+                               int workers)
 {
     struct pg_http_opts o = {
         .address = "127.0.0.1",
         .port = 0,
         .threads = threads,
-        .workers = 2,
+        .workers = workers,
+        .slow_workers = 2,
         .connection_timeout_s = 5,
         .connection_limit = 64,
         .header_max_bytes = 16384,
@@ -79,7 +93,7 @@ static struct pg_http *start_n(int (*authorize)(struct pg_req *, enum pg_auth_po
 static struct pg_http *
 start(int (*authorize)(struct pg_req *, enum pg_auth_policy), char *base, size_t basesz)
 {
-    return start_n(authorize, base, basesz, 2);
+    return start_n(authorize, base, basesz, 2, 2);
 }
 
 static long
@@ -162,7 +176,7 @@ static void *bg_run(void *arg)
 static void slow_handler_does_not_stall_io_thread(void **state)
 {
     char base[64];
-    struct pg_http *h = start_n(NULL, base, sizeof base, 1);
+    struct pg_http *h = start_n(NULL, base, sizeof base, 1, 2);
     struct bg slow;
     snprintf(slow.url, sizeof slow.url, "%s/slow", base);
     pthread_create(&slow.t, NULL, bg_run, &slow);
@@ -187,7 +201,7 @@ static void slow_handler_does_not_stall_io_thread(void **state)
 static void stop_finishes_worker_request(void **state)
 {
     char base[64];
-    struct pg_http *h = start_n(NULL, base, sizeof base, 1);
+    struct pg_http *h = start_n(NULL, base, sizeof base, 1, 2);
     struct bg slow;
     snprintf(slow.url, sizeof slow.url, "%s/slow", base);
     pthread_create(&slow.t, NULL, bg_run, &slow);
@@ -200,6 +214,30 @@ static void stop_finishes_worker_request(void **state)
     pg_t_resp_free(&slow.r);
 }
 
+/* With ONE handler worker, a request waiting on an upstream (deferred to the slow pool) does not
+ * hold it: the next request is answered while the slow one still waits. */
+static void deferred_request_frees_the_worker(void **state)
+{
+    char base[64];
+    struct pg_http *h = start_n(NULL, base, sizeof base, 1, 1);
+    struct bg slow;
+    snprintf(slow.url, sizeof slow.url, "%s/defer", base);
+    pthread_create(&slow.t, NULL, bg_run, &slow);
+    pg_sleep_ms(100);
+    struct pg_t_resp r;
+    int64_t t0 = pg_now_ms();
+    assert_int_equal(get_status(base, "/open/fast", NULL, &r), 200);
+    pg_t_resp_free(&r);
+    int64_t took = pg_now_ms() - t0;
+    pthread_join(slow.t, NULL);
+    assert_int_equal(slow.r.status, 200);
+    assert_non_null(strstr(slow.r.body, "\"deferred\":true"));
+    pg_t_resp_free(&slow.r);
+    if (took >= 1000)
+        fail_msg("a request waited %lld ms behind a deferred one", (long long)took);
+    pg_http_stop(h, 3000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +246,7 @@ int main(void)
         cmocka_unit_test(handler_error_becomes_problem_and_route_cap_applies),
         cmocka_unit_test(slow_handler_does_not_stall_io_thread),
         cmocka_unit_test(stop_finishes_worker_request),
+        cmocka_unit_test(deferred_request_frees_the_worker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
