@@ -73,6 +73,28 @@ struct pg_config {
     char *webhook_secret;
     int webhook_connect_timeout_ms;
     int webhook_timeout_ms;
+    /* POS lookups */
+    char *lookup_object;
+    char *lookup_loyalty_field;
+    char *lookup_card_field;
+    char *lookup_email_field;
+    char *lookup_phone_field;
+    int lookup_cache_ttl_s;
+    int lookup_negative_ttl_s;
+    int lookup_stale_max_age_s;
+    int lookup_budget_ms;
+    char *lookup_default_country;
+    int lookup_rate_per_minute;
+    json_t *lookup_tiers; /* tier → {"discount_pct": n, "service_charge_pct": n, "greeting": s} */
+    json_t *lookup_stations; /* station key id → {"key_hash", "location", "stores": [...]} */
+    /* Salesforce REST */
+    char *sf_login_url;
+    char *sf_audience;
+    char *sf_client_id;
+    char *sf_username;
+    char *sf_private_key; /* secret: PEM */
+    char *sf_api_version;
+    int sf_token_ttl_s;
     /* operators */
     char **admin_key_hashes; /* "sha256:<hex>" of each admin API key */
 };

@@ -44,6 +44,9 @@ struct req_header {
 };
 
 struct pg_req {
+    void *data; /* a handler's per-request state (pg_req_set_data); freed at completion */
+    void (*data_free)(void *);
+    const void *principal; /* who the authorizer admitted (borrowed from configuration) */
     struct MHD_Connection *conn;
     struct pg_http *srv;
     const struct pg_route *route;
@@ -328,6 +331,55 @@ int pg_req_defer(struct pg_req *req, pg_handler_fn next)
 }
 
 /* ---------------------------------------------------------------- accessors */
+
+void pg_req_set_data(struct pg_req *req, void *data, void (*data_free)(void *))
+{
+    if (req->data_free)
+        req->data_free(req->data);
+    req->data = data;
+    req->data_free = data_free;
+}
+
+void *pg_req_data(const struct pg_req *req)
+{
+    return req->data;
+}
+
+void pg_req_set_principal(struct pg_req *req, const void *principal)
+{
+    req->principal = principal;
+}
+
+const void *pg_req_principal(const struct pg_req *req)
+{
+    return req->principal;
+}
+
+struct query_walk {
+    int (*cb)(void *, const char *, const char *);
+    void *ud;
+    int stop;
+};
+
+static enum MHD_Result
+query_each(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct query_walk *w = cls;
+    if (w->cb(w->ud, key, value ? value : "") != 0) {
+        w->stop = 1;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+int pg_req_query_each(const struct pg_req *req,
+                      int (*cb)(void *ud, const char *k, const char *v),
+                      void *ud)
+{
+    struct query_walk w = {cb, ud, 0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each, &w);
+    return w.stop ? PG_EINVAL : PG_OK;
+}
 
 void *pg_req_app(const struct pg_req *req)
 {
@@ -644,6 +696,8 @@ static void on_completed(void *cls,
     }
     for (size_t i = 0; i < req->nhdrs; i++)
         free(req->hdrs[i].value);
+    if (req->data_free)
+        req->data_free(req->data);
     pg_buf_free(&req->body);
     free(req->resp);
     free(req->path);

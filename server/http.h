@@ -138,6 +138,24 @@ int pg_req_defer(struct pg_req *req, pg_handler_fn next) PG_WARN_UNUSED;
 /** A request header (case-insensitive); borrowed until the request completes; NULL if absent. */
 const char *pg_req_header(const struct pg_req *req, const char *name);
 
+/**
+ * Call cb for every query argument in order (repeats included; a value-less "?a" gives "").
+ * Stops when cb returns non-zero and then returns PG_EINVAL.
+ */
+int pg_req_query_each(const struct pg_req *req,
+                      int (*cb)(void *ud, const char *k, const char *v),
+                      void *ud);
+
+/** Attach handler state to the request. Ownership: steals data; data_free runs at completion. */
+void pg_req_set_data(struct pg_req *req, void *data, void (*data_free)(void *));
+
+/** The state given to pg_req_set_data (borrowed), or NULL. */
+void *pg_req_data(const struct pg_req *req);
+
+/** The authorizer records who it admitted (borrowed; must outlive the request). */
+void pg_req_set_principal(struct pg_req *req, const void *principal);
+const void *pg_req_principal(const struct pg_req *req);
+
 /** A query argument; borrowed; NULL if absent. */
 const char *pg_req_query(const struct pg_req *req, const char *name);
 
