@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "server/log.h"
 #include "server/util.h"
@@ -196,6 +197,120 @@ parse_jwt(json_t *jwt, const char *cfg_dir, struct pg_sim_config *cfg, char *err
     return PG_OK;
 }
 
+/* An array of 1..max non-empty strings shorter than width, copied into out. */
+static int get_str_list(json_t *obj,
+                        const char *where,
+                        const char *key,
+                        char *out,
+                        size_t width,
+                        int max,
+                        int *n,
+                        char *err,
+                        size_t errsz)
+{
+    json_t *v = json_object_get(obj, key), *e;
+    size_t i;
+    if (!v)
+        return PG_OK;
+    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > (size_t)max) {
+        snprintf(err, errsz, "%s.%s: must be an array of 1..%d strings", where, key, max);
+        return PG_ECONFIG;
+    }
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e) || json_string_length(e) == 0 || json_string_length(e) >= width) {
+            snprintf(err, errsz, "%s.%s[%zu]: must be a non-empty string shorter than %zu bytes",
+                     where, key, i, width);
+            return PG_ECONFIG;
+        }
+        memcpy(out + i * width, json_string_value(e), json_string_length(e) + 1);
+    }
+    *n = (int)json_array_size(v);
+    return PG_OK;
+}
+
+/* salesforce.oauth: the connected app that JWT bearer assertions are checked against (§3.1). */
+static int
+parse_oauth(json_t *o, const char *cfg_dir, struct pg_sim_config *cfg, char *err, size_t errsz)
+{
+    static const char *const keys[] = {
+        "certificate",   "client_id",           "username",        "user_id",
+        "audiences",     "token_ttl_s",         "max_exp_ahead_s", "clock_skew_s",
+        "user_approved", "bad_signature_error", "instance_url",    NULL};
+    static const char *const W = "salesforce.oauth";
+    char rel[1024] = "", bad_sig[32] = "invalid_client";
+    int rc;
+    if (!o)
+        return PG_OK;
+    if (!json_is_object(o)) {
+        snprintf(err, errsz, "salesforce.oauth: must be an object");
+        return PG_ECONFIG;
+    }
+    json_t *appr = json_object_get(o, "user_approved");
+    if (appr && !json_is_boolean(appr)) {
+        snprintf(err, errsz, "salesforce.oauth.user_approved: must be true or false");
+        return PG_ECONFIG;
+    }
+    if ((rc = check_keys(o, W, keys, err, errsz)) ||
+        (rc = get_str(o, W, "certificate", rel, sizeof rel, err, errsz)) ||
+        (rc = get_str(o, W, "client_id", cfg->sf.oauth.client_id, sizeof cfg->sf.oauth.client_id,
+                      err, errsz)) ||
+        (rc = get_str(o, W, "username", cfg->sf.oauth.username, sizeof cfg->sf.oauth.username, err,
+                      errsz)) ||
+        (rc = get_str(o, W, "user_id", cfg->sf.oauth.user_id, sizeof cfg->sf.oauth.user_id, err,
+                      errsz)) ||
+        (rc = get_str_list(o, W, "audiences", &cfg->sf.oauth.audiences[0][0],
+                           sizeof cfg->sf.oauth.audiences[0], 8, &cfg->sf.oauth.naudiences, err,
+                           errsz)) ||
+        (rc = get_int(o, W, "token_ttl_s", 1, 86400 * 7, &cfg->sf.oauth.token_ttl_s, err, errsz)) ||
+        (rc = get_int(o, W, "max_exp_ahead_s", 0, 86400 * 365, &cfg->sf.oauth.max_exp_ahead_s, err,
+                      errsz)) ||
+        (rc = get_int(o, W, "clock_skew_s", 0, 3600, &cfg->sf.oauth.clock_skew_s, err, errsz)) ||
+        (rc = get_str(o, W, "bad_signature_error", bad_sig, sizeof bad_sig, err, errsz)) ||
+        (rc = get_str(o, W, "instance_url", cfg->sf.oauth.instance_url,
+                      sizeof cfg->sf.oauth.instance_url, err, errsz)))
+        return rc;
+    if (appr)
+        cfg->sf.oauth.user_approved = json_is_true(appr);
+    if (strcmp(bad_sig, "invalid_client") != 0 && strcmp(bad_sig, "invalid_grant") != 0) {
+        snprintf(err, errsz,
+                 "salesforce.oauth.bad_signature_error: must be \"invalid_client\" or "
+                 "\"invalid_grant\"");
+        return PG_ECONFIG;
+    }
+    cfg->sf.oauth.bad_signature_invalid_client = strcmp(bad_sig, "invalid_client") == 0;
+    if (!pg_sim_sf_id_valid(cfg->sf.oauth.user_id, "005")) {
+        snprintf(err, errsz, "salesforce.oauth.user_id: \"%s\" is not an 18-char user id (005...)",
+                 cfg->sf.oauth.user_id);
+        return PG_ECONFIG;
+    }
+    if (cfg->sf.oauth.instance_url[0] && strncmp(cfg->sf.oauth.instance_url, "http://", 7) != 0 &&
+        strncmp(cfg->sf.oauth.instance_url, "https://", 8) != 0) {
+        snprintf(err, errsz, "salesforce.oauth.instance_url: must start with http:// or https://");
+        return PG_ECONFIG;
+    }
+    if (rel[0]) {
+        if ((rc = read_text(W, "certificate", rel, cfg_dir, &cfg->sf.oauth.certificate_pem, err,
+                            errsz)))
+            return rc;
+        BIO *bio = BIO_new_mem_buf(cfg->sf.oauth.certificate_pem, -1);
+        X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+        EVP_PKEY *pk = x ? X509_get_pubkey(x) : NULL;
+        int ok = pk && EVP_PKEY_base_id(pk) == EVP_PKEY_RSA;
+        EVP_PKEY_free(pk);
+        X509_free(x);
+        BIO_free(bio);
+        if (!ok) {
+            snprintf(err, errsz,
+                     "salesforce.oauth.certificate: %s is not an X.509 certificate PEM with an RSA "
+                     "key",
+                     rel);
+            return PG_ECONFIG;
+        }
+    }
+    return PG_OK;
+}
+
 /* micros.gl: the Gift & Loyalty host's credentials and the in3 (CRC32) format. */
 static int parse_gl(json_t *gl, struct pg_sim_config *cfg, char *err, size_t errsz)
 {
@@ -259,7 +374,8 @@ parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, s
         "listen_address", "log_level",  "max_body_bytes", "log_entries",
         "log_body_bytes", "salesforce", "micros",         NULL};
     static const char *const sf_keys[] = {"port",      "seed", "org_id", "api_version",
-                                          "api_limit", "jwt",  NULL};
+                                          "api_limit", "jwt",  "oauth",  "external_id_fields",
+                                          NULL};
     static const char *const mi_keys[] = {
         "port", "seed", "org", "gl", "webhook_secret", "webhook_tolerance_s", NULL};
     json_t *sf, *mi;
@@ -294,6 +410,10 @@ parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, s
         (rc = get_path(mi, "micros", "seed", cfg_dir, &cfg->micros.seed, err, errsz)) ||
         (rc = get_str(mi, "micros", "org", cfg->micros.org, sizeof cfg->micros.org, err, errsz)) ||
         (rc = parse_jwt(json_object_get(sf, "jwt"), cfg_dir, cfg, err, errsz)) ||
+        (rc = parse_oauth(json_object_get(sf, "oauth"), cfg_dir, cfg, err, errsz)) ||
+        (rc = get_str_list(sf, "salesforce", "external_id_fields",
+                           &cfg->sf.external_id_fields[0][0], sizeof cfg->sf.external_id_fields[0],
+                           8, &cfg->sf.n_external_id_fields, err, errsz)) ||
         (rc = parse_gl(json_object_get(mi, "gl"), cfg, err, errsz)) ||
         (rc = parse_webhook_secret(mi, cfg_dir, cfg, err, errsz)) ||
         (rc = get_int(mi, "micros", "webhook_tolerance_s", 1, 86400,
@@ -353,6 +473,22 @@ int pg_sim_config_load(const char *path, struct pg_sim_config *cfg, char *err, s
     snprintf(cfg->sf.jwt.aud, sizeof cfg->sf.jwt.aud, "posgate");
     snprintf(cfg->sf.jwt.sub, sizeof cfg->sf.jwt.sub, "integration@acme.example");
     cfg->sf.jwt.expiry_s = 120;
+    snprintf(cfg->sf.oauth.client_id, sizeof cfg->sf.oauth.client_id,
+             "3MVG9posgate.TEST.ONLY.consumer.key");
+    snprintf(cfg->sf.oauth.username, sizeof cfg->sf.oauth.username, "integration@acme.example");
+    snprintf(cfg->sf.oauth.user_id, sizeof cfg->sf.oauth.user_id, "0055g00000ABCDEAA5");
+    snprintf(cfg->sf.oauth.audiences[0], sizeof cfg->sf.oauth.audiences[0],
+             "https://login.salesforce.com");
+    snprintf(cfg->sf.oauth.audiences[1], sizeof cfg->sf.oauth.audiences[1],
+             "https://test.salesforce.com");
+    cfg->sf.oauth.naudiences = 2;
+    cfg->sf.oauth.token_ttl_s = 7200;
+    cfg->sf.oauth.max_exp_ahead_s = 300;
+    cfg->sf.oauth.clock_skew_s = 0;
+    cfg->sf.oauth.user_approved = 1;
+    cfg->sf.oauth.bad_signature_invalid_client = 1;
+    snprintf(cfg->sf.external_id_fields[0], sizeof cfg->sf.external_id_fields[0], "Loyalty_Id__c");
+    cfg->sf.n_external_id_fields = 1;
     snprintf(cfg->micros.gl.logon, sizeof cfg->micros.gl.logon, "posgate");
     snprintf(cfg->micros.gl.password, sizeof cfg->micros.gl.password, "posgate-gl-demo");
     cfg->micros.webhook_tolerance_s = 300;
@@ -378,6 +514,8 @@ void pg_sim_config_free(struct pg_sim_config *cfg)
     free(cfg->micros.seed);
     free(cfg->sf.jwt.private_key_pem);
     free(cfg->sf.jwt.hs256_secret);
+    free(cfg->sf.oauth.certificate_pem);
+    cfg->sf.oauth.certificate_pem = NULL;
     free(cfg->micros.webhook_secret);
     cfg->sf.seed = cfg->micros.seed = NULL;
     cfg->sf.jwt.private_key_pem = cfg->sf.jwt.hs256_secret = cfg->micros.webhook_secret = NULL;

@@ -620,7 +620,9 @@ static void ctl_reset(struct pg_sim *sim, const struct pg_sim_req *req, struct p
 static void ctl_state(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
 {
     pthread_mutex_lock(&sim->mu);
-    char *dump = json_dumps(sim->state, JSON_COMPACT);
+    json_t *view = sim->ops->state_view ? sim->ops->state_view(sim) : json_incref(sim->state);
+    char *dump = view ? json_dumps(view, JSON_COMPACT) : NULL;
+    json_decref(view);
     pthread_mutex_unlock(&sim->mu);
     if (!dump) {
         pg_sim_ctl_error(out, 500, "internal", "out of memory");

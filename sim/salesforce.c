@@ -1,9 +1,10 @@
 /*
- * The Salesforce simulator: record ids, seed Contacts, the REST versions list and Salesforce's
- * error-array shape. Later issues add OAuth, query, upsert and outbound messages to `routes`.
+ * The Salesforce simulator: record ids, seed Contacts, the route table, the REST versions list
+ * and Salesforce's error-array shape. OAuth is in sf_oauth.c, REST reads and SOQL in sf_rest.c,
+ * the senders in sf_outbound.c and sf_events.c.
  * Wire facts: /work/shared/reference/salesforce-wire.md (section numbers below refer to it).
  */
-#include "sim/sim.h"
+#include "sim/sf.h"
 
 #include <ctype.h>
 #include <stdint.h>
@@ -18,12 +19,6 @@
 
 #define SEED_MAX_BYTES (16 * 1024 * 1024)
 #define GENERATE_MAX 100000
-
-struct sf_priv {
-    long long api_used;  /* calls counted in Sforce-Limit-Info since the last reset */
-    long long replay_id; /* last Platform Event replayId handed out (never reset: opaque, grows) */
-    struct pg_sim_om_queue *om;
-};
 
 struct pg_sim_om_queue *pg_sim_sf_om_queue(struct pg_sim *sim)
 {
@@ -108,12 +103,21 @@ sf_error_reply(struct pg_sim *sim, int status, const char *msg, struct pg_sim_re
                       json_pack("[{s:s,s:s}]", "message", msg ? msg : text, "errorCode", code));
 }
 
+void pg_sim_sf_error(struct pg_sim_reply *out, int status, const char *code, const char *msg)
+{
+    if (!code) {
+        sf_error_reply(NULL, status, msg, out);
+        return;
+    }
+    pg_sim_reply_json(out, status, json_pack("[{s:s,s:s}]", "message", msg, "errorCode", code));
+}
+
 /*
  * Count one API call and report the org's usage, which every REST response except
  * GET /services/data/ carries (§4.7). Past the daily allocation the call is refused with 403
  * REQUEST_LIMIT_EXCEEDED (§4.6): returns 1 when out holds that answer.
  */
-static int sf_api_call(struct pg_sim *sim, struct pg_sim_reply *out)
+int pg_sim_sf_api_call(struct pg_sim *sim, struct pg_sim_reply *out)
 {
     struct sf_priv *p = sim->priv;
     char v[64];
@@ -150,10 +154,23 @@ static void sf_versions(struct pg_sim *sim, const struct pg_sim_req *req, struct
     pg_sim_reply_json(out, 200, arr);
 }
 
+/* Other REST paths under /services/ need a session too, count, and are not served (yet). */
 static void sf_not_found(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
 {
-    if (!sf_api_call(sim, out))
+    if (pg_sim_sf_authorized(sim, req, out) && !pg_sim_sf_api_call(sim, out))
         sf_error_reply(sim, 404, NULL, out);
+}
+
+/* /services/oauth2/... other than the token endpoint: not an API call, not served. */
+static void
+sf_oauth_not_found(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
+{
+    if (strcmp(req->path, "/services/oauth2/token") == 0) { /* any method but POST */
+        sf_error_reply(sim, 405, NULL, out);
+        pg_sim_reply_header(out, "Allow", "POST");
+        return;
+    }
+    sf_error_reply(sim, 404, NULL, out);
 }
 
 /*
@@ -170,8 +187,14 @@ sf_record_patch(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_
         pg_sim_ctl_error(out, 400, "bad_request", "the body must be a JSON object of fields");
         return;
     }
+    struct sf_priv *p = sim->priv;
     json_object_foreach(req->json, k, v)
     {
+        if (!json_object_get(p->types, k) || strcmp(k, "Name") == 0) {
+            pg_sim_ctl_error(out, 400, "bad_request",
+                             "Contact has no field \"%s\" (the describe comes from the seed)", k);
+            return;
+        }
         if (strcmp(k, "Id") == 0 || strcmp(k, "SystemModstamp") == 0) {
             pg_sim_ctl_error(out, 400, "bad_request", "\"%s\" cannot be changed", k);
             return;
@@ -208,8 +231,13 @@ static const struct pg_sim_route sf_routes[] = {
     {"POST", "/_sim/outbound-messages", 0, pg_sim_om_post},
     {"GET", "/_sim/outbound-messages", 0, pg_sim_om_get},
     {"POST", "/_sim/platform-events", 0, pg_sim_pe_post},
+    {"POST", "/_sim/tokens/expire", 0, pg_sim_sf_tokens_expire},
+    {"POST", "/_sim/tokens", 0, pg_sim_sf_tokens_mint},
     {"GET", "/services/data/", 0, sf_versions},
     {"GET", "/services/data", 0, sf_versions},
+    {"POST", "/services/oauth2/token", 0, pg_sim_sf_token},
+    {"*", "/services/oauth2/", 1, sf_oauth_not_found},
+    {"*", "/services/data/v", 1, pg_sim_sf_data},
     {"*", "/services/", 1, sf_not_found}, /* REST paths we do not serve yet still count */
     {NULL, NULL, 0, NULL},
 };
@@ -218,8 +246,17 @@ static void sf_reset(struct pg_sim *sim)
 {
     struct sf_priv *p = sim->priv;
     p->api_used = 0;
+    p->grants = 0; /* issued tokens stay valid: a reset is not a logout */
     if (p->om)
         pg_sim_om_clear(p->om);
+}
+
+static json_t *sf_state_view(struct pg_sim *sim)
+{
+    json_t *v = json_copy(sim->state);
+    if (v)
+        json_object_set_new(v, "oauth", pg_sim_sf_oauth_state(sim));
+    return v;
 }
 
 static void sf_destroy(struct pg_sim *sim)
@@ -227,8 +264,15 @@ static void sf_destroy(struct pg_sim *sim)
     struct sf_priv *p = sim->priv;
     if (p && p->om)
         pg_sim_om_stop(p->om);
-    if (p)
+    if (p) {
         p->om = NULL;
+        free(p->tokens);
+        p->tokens = NULL;
+        p->ntokens = p->cap = 0;
+        json_decref(p->fields);
+        json_decref(p->types);
+        p->fields = p->types = NULL;
+    }
 }
 
 static const struct pg_sim_ops sf_ops = {
@@ -236,6 +280,7 @@ static const struct pg_sim_ops sf_ops = {
     .routes = sf_routes,
     .error_reply = sf_error_reply,
     .reset = sf_reset,
+    .state_view = sf_state_view,
     .destroy = sf_destroy,
 };
 
@@ -281,6 +326,31 @@ static int has_id15(json_t *records, const char *id)
             return 1;
     }
     return 0;
+}
+
+/*
+ * Loyalty_Card__c: 16 digits "7710" + 11 drawn + a Luhn check digit. Drawn from its own generator
+ * seeded by the Contact's Id, so adding the field did not change any other generated value.
+ */
+static void gen_card(const char *id, json_t *contacts, char out[17])
+{
+    uint64_t s = 1469598103934665603ULL;
+    for (const char *c = id; *c; c++)
+        s = (s ^ (unsigned char)*c) * 1099511628211ULL;
+    do {
+        memcpy(out, "7710", 4);
+        for (int i = 4; i < 15; i++)
+            out[i] = (char)('0' + rng_below(&s, 10));
+        int sum = 0;
+        for (int i = 14, dbl = 1; i >= 0; i--, dbl ^= 1) {
+            int d = out[i] - '0';
+            if (dbl && (d *= 2) > 9)
+                d -= 9;
+            sum += d;
+        }
+        out[15] = (char)('0' + (10 - sum % 10) % 10);
+        out[16] = '\0';
+    } while (has_value(contacts, "Loyalty_Card__c", out));
 }
 
 static json_t *gen_contact(uint64_t *rng, json_t *contacts, int n)
@@ -340,11 +410,13 @@ static json_t *gen_contact(uint64_t *rng, json_t *contacts, int n)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:s}", "Id", id, "FirstName", fn,
+    char card[17];
+    gen_card(id, contacts, card);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:s}", "Id", id, "FirstName", fn,
                      "LastName", ln, "Email", email, "MobilePhone", phone, "Phone_E164__c", phone,
-                     "Loyalty_Id__c", loyalty, "Loyalty_Tier__c", tier, "Loyalty_Points__c",
-                     (int)pts, "Preferences__c", p[0] ? json_string(p) : json_null(),
-                     "SystemModstamp", ts);
+                     "Loyalty_Id__c", loyalty, "Loyalty_Card__c", card, "Loyalty_Tier__c", tier,
+                     "Loyalty_Points__c", (int)pts, "Preferences__c",
+                     p[0] ? json_string(p) : json_null(), "SystemModstamp", ts);
 }
 
 static int check_contact(json_t *c, size_t i, json_t *seen, char *err, size_t errsz)
@@ -366,6 +438,8 @@ static int check_contact(json_t *c, size_t i, json_t *seen, char *err, size_t er
         snprintf(err, errsz, "contacts[%zu]: LastName is required", i);
     } else if (ly && has_value(seen, "Loyalty_Id__c", ly)) {
         snprintf(err, errsz, "contacts[%zu]: duplicate Loyalty_Id__c %s", i, ly);
+    } else if (json_object_get(c, "Name") || json_object_get(c, "attributes")) {
+        snprintf(err, errsz, "contacts[%zu]: Name is computed from FirstName and LastName", i);
     } else {
         return PG_OK;
     }
@@ -443,6 +517,8 @@ int pg_sim_salesforce_init(struct pg_sim *sim,
     sim->priv = calloc(1, sizeof(struct sf_priv));
     if (rc == PG_OK && !sim->priv)
         rc = PG_ENOMEM;
+    if (rc == PG_OK)
+        rc = pg_sim_sf_describe_init(sim->priv, json_object_get(sim->seed, "contacts"));
     if (rc == PG_OK) {
         uint64_t r = 0;
         /* replayIds are opaque and only grow; start somewhere that is not 1 */

@@ -46,6 +46,23 @@ struct pg_sim_config {
             char sub[256];
             long long expiry_s;
         } jwt;
+        /* The connected app the gateway's JWT bearer assertions are checked against (§3.1). */
+        struct {
+            char *certificate_pem; /* X.509 PEM of the gateway's signing key, or NULL */
+            char client_id[256];   /* consumer key = the assertion's iss */
+            char username[256];    /* the one known user = sub */
+            char user_id[19];      /* its 18-char 005 id (the "id" URL) */
+            char audiences[8][256];
+            int naudiences;
+            long long token_ttl_s;            /* access tokens live this long */
+            long long max_exp_ahead_s;        /* exp may be at most this far ahead; 0 = no bound */
+            long long clock_skew_s;           /* exp may be this far in the past */
+            int user_approved;                /* 0: "user hasn't approved this consumer" */
+            int bad_signature_invalid_client; /* 1: invalid_client, 0: invalid_grant */
+            char instance_url[256];           /* "" = http://<Host header> */
+        } oauth;
+        char external_id_fields[8][64]; /* Contact fields GET .../{field}/{value} accepts */
+        int n_external_id_fields;
     } sf;
     struct {
         int port;
@@ -104,6 +121,8 @@ struct pg_sim_ops {
     void (*error_reply)(struct pg_sim *sim, int status, const char *msg, struct pg_sim_reply *out);
     /** Called with the lock held on reset, after state was restored from the seed. May be NULL. */
     void (*reset)(struct pg_sim *sim);
+    /** GET /_sim/state: a new reference to what to show (lock held). NULL: sim->state as is. */
+    json_t *(*state_view)(struct pg_sim *sim);
     /** Called after the daemon stopped, before priv is freed (stop threads, free priv's insides).
      */
     void (*destroy)(struct pg_sim *sim);

@@ -22,6 +22,11 @@
 
 static struct pg_t_proc g_sim;
 static const char *const JSON_HDR[] = {"Content-Type: application/json", NULL};
+/* REST paths need a session: a token from POST /_sim/tokens (tests of OAuth itself are in
+ * test_sim_rest.c). */
+static char g_bearer[256];
+static const char *AUTH[] = {g_bearer, NULL};
+static const char *AUTH_JSON[] = {g_bearer, "Content-Type: application/json", NULL};
 
 static const char *sf(const char *path)
 {
@@ -57,6 +62,21 @@ static long post_fault(const char *base_url_of_sim_control, const char *spec)
     return req("POST", u, JSON_HDR, spec, NULL);
 }
 
+/* Mint a token on the simulator at base and put "Authorization: Bearer <it>" into hdr. */
+static int mint_token(const char *base, char *hdr, size_t hdrsz)
+{
+    char u[512];
+    json_t *j = NULL;
+    snprintf(u, sizeof u, "%s/_sim/tokens", base);
+    long st = req("POST", u, NULL, NULL, &j);
+    const char *t = json_string_value(json_object_get(j, "access_token"));
+    int rc = st == 201 && t ? 0 : -1;
+    if (!rc)
+        snprintf(hdr, hdrsz, "Authorization: Bearer %s", t);
+    json_decref(j);
+    return rc;
+}
+
 static json_t *get_json(const char *url)
 {
     json_t *j = NULL;
@@ -83,7 +103,9 @@ static int group_setup(void **state)
              "\"salesforce\":{\"port\":0,\"seed\":\"%s\",\"org_id\":\"00D5g000004XyZ1EAK\"},"
              "\"micros\":{\"port\":0,\"seed\":\"%s\",\"org\":\"ACME\"}}",
              MAX_BODY, sf_seed, mi_seed);
-    return pg_t_sim_start(&g_sim, cfg) == 0 && g_sim.micros_url[0] ? 0 : -1;
+    if (pg_t_sim_start(&g_sim, cfg) != 0 || !g_sim.micros_url[0])
+        return -1;
+    return mint_token(g_sim.url, g_bearer, sizeof g_bearer);
 }
 
 static int group_teardown(void **state)
@@ -134,7 +156,7 @@ static void test_sim_versions_list(void **state)
 static void test_sim_not_found_shapes(void **state)
 {
     struct pg_t_resp r;
-    pg_t_get(sf("/services/data/v66.0/sobjects/Nope"), &r);
+    pg_t_http("GET", sf("/services/data/v66.0/sobjects/Nope"), AUTH, NULL, 0, 5000, &r);
     assert_int_equal(r.status, 404);
     char hv[128];
     assert_int_equal(pg_t_resp_header(&r, "Sforce-Limit-Info", hv, sizeof hv), 0);
@@ -190,7 +212,7 @@ static void test_sim_log_records_requests_in_order(void **state)
     assert_string_equal(json_string_value(json_object_get(ha, "x-request-id")), "rid-9");
     assert_string_equal(json_string_value(json_object_get(ha, "webhook-id")), "msg_1");
     assert_null(json_object_get(ha, "x-unlisted"));
-    assert_int_equal(json_integer_value(json_object_get(a, "status")), 404);
+    assert_int_equal(json_integer_value(json_object_get(a, "status")), 401); /* unknown token */
     assert_true(json_is_null(json_object_get(a, "fault")));
 
     assert_string_equal(json_string_value(json_object_get(b, "query")), "q=SELECT+Id+FROM+Contact");
@@ -328,11 +350,11 @@ static void test_sim_fault_path_scoped(void **state)
                                            "\"path\":\"/services/data/v66.0/sobjects\"}"),
                      201);
     assert_int_equal(req("GET", sf("/services/data/"), NULL, NULL, NULL), 200);
-    assert_int_equal(req("POST", sf("/services/data/v66.0/sobjects/Contact"), JSON_HDR, "{}", NULL),
-                     404);
-    assert_int_equal(req("GET", sf("/services/data/v66.0/sobjects/Contact"), NULL, NULL, NULL),
+    assert_int_equal(
+        req("POST", sf("/services/data/v66.0/sobjects/Contact"), AUTH_JSON, "{}", NULL), 404);
+    assert_int_equal(req("GET", sf("/services/data/v66.0/sobjects/Contact"), AUTH, NULL, NULL),
                      500);
-    assert_int_equal(req("GET", sf("/services/data/v66.0/sobjects/Contact"), NULL, NULL, NULL),
+    assert_int_equal(req("GET", sf("/services/data/v66.0/sobjects/Contact"), AUTH, NULL, NULL),
                      404);
 }
 
@@ -421,7 +443,7 @@ static void test_sim_reset_clears_log_and_faults(void **state)
     json_decref(log);
     /* the API usage counter restarts too */
     struct pg_t_resp r;
-    pg_t_get(sf("/services/data/v66.0/x"), &r);
+    pg_t_http("GET", sf("/services/data/v66.0/x"), AUTH, NULL, 0, 5000, &r);
     char hv[64];
     assert_int_equal(pg_t_resp_header(&r, "Sforce-Limit-Info", hv, sizeof hv), 0);
     assert_string_equal(hv, "api-usage=1/100000");
@@ -607,10 +629,13 @@ static void test_sim_api_limit_403(void **state)
     struct pg_t_proc p;
     assert_int_equal(pg_t_sim_start(&p, "{\"salesforce\":{\"api_limit\":2}}"), 0);
     char u[256];
+    char bearer[256];
+    const char *auth[] = {bearer, NULL};
+    assert_int_equal(mint_token(p.url, bearer, sizeof bearer), 0);
     snprintf(u, sizeof u, "%s/services/data/v66.0/sobjects/Contact/x", p.url);
     struct pg_t_resp r;
     for (int i = 1; i <= 3; i++) {
-        pg_t_get(u, &r);
+        pg_t_http("GET", u, auth, NULL, 0, 5000, &r);
         char hv[64], want[64];
         snprintf(want, sizeof want, "api-usage=%d/2", i);
         assert_int_equal(pg_t_resp_header(&r, "Sforce-Limit-Info", hv, sizeof hv), 0);
@@ -618,7 +643,7 @@ static void test_sim_api_limit_403(void **state)
         assert_int_equal(r.status, i <= 2 ? 404 : 403);
         pg_t_resp_free(&r);
     }
-    pg_t_get(u, &r);
+    pg_t_http("GET", u, auth, NULL, 0, 5000, &r);
     assert_non_null(strstr(r.body, "REQUEST_LIMIT_EXCEEDED"));
     pg_t_resp_free(&r);
     assert_int_equal(pg_t_proc_stop(&p), 0);
