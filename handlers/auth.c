@@ -15,6 +15,8 @@
 #include <openssl/evp.h>
 
 #include "auth/jwt.h"
+#include "salesforce/oauth.h"
+#include "salesforce/rest.h"
 #include "handlers/handlers.h"
 #include "server/config.h"
 #include "server/log.h"
@@ -71,10 +73,80 @@ load_keys(const struct pg_config *cfg, struct pg_jwt_keyset **out, char *err, si
     return PG_OK;
 }
 
+/* Station keys: {"<station id>": {"key_hash": "sha256:<hex>", "location": "...", "stores":
+ * [...]}}. The id is written into each entry: the rate limit and logs name the station by it. */
+static int check_stations(const struct pg_config *cfg, char *err, size_t errsz)
+{
+    const char *id;
+    json_t *st;
+    json_object_foreach(cfg->lookup_stations, id, st)
+    {
+        const char *h = json_string_value(json_object_get(st, "key_hash"));
+        json_t *stores = json_object_get(st, "stores");
+        if (!json_is_object(st) || !h || strncmp(h, "sha256:", 7) != 0 || strlen(h) != 71 ||
+            strspn(h + 7, "0123456789abcdef") != 64 ||
+            !json_is_string(json_object_get(st, "location")) || !json_is_array(stores) ||
+            strlen(id) > 64) {
+            snprintf(err, errsz,
+                     "config: lookup.stations.%s: expected {\"key_hash\": \"sha256:<64 hex>\", "
+                     "\"location\": \"...\", \"stores\": [\"...\"]}",
+                     id);
+            return PG_ECONFIG;
+        }
+        json_object_set_new(st, "id", json_string(id));
+    }
+    return PG_OK;
+}
+
+/* The Salesforce REST client lookups use on a miss, when salesforce.rest is configured. */
+static int make_rest(const struct pg_config *cfg, char *err, size_t errsz)
+{
+    if (!cfg->sf_login_url && !cfg->sf_client_id)
+        return PG_OK;
+    if (!cfg->sf_login_url || !cfg->sf_client_id || !cfg->sf_username || !cfg->sf_private_key) {
+        snprintf(err, errsz,
+                 "config: salesforce.rest needs login_url, client_id, username and "
+                 "private_key");
+        return PG_ECONFIG;
+    }
+    struct pg_sf_oauth_config oc = {
+        .login_url = cfg->sf_login_url,
+        .audience = cfg->sf_audience,
+        .client_id = cfg->sf_client_id,
+        .username = cfg->sf_username,
+        .private_key_pem = cfg->sf_private_key,
+        .private_key_len = strlen(cfg->sf_private_key),
+        .assertion_ttl_s = 180,
+        .token_ttl_s = cfg->sf_token_ttl_s,
+        .renew_before_s = 60,
+        .connect_timeout_ms = 1000,
+        .timeout_ms = cfg->lookup_budget_ms,
+    };
+    if (pg_sf_oauth_new(&oc, &pg_hnd.sf_oauth) != PG_OK) {
+        snprintf(err, errsz, "config: salesforce.rest.private_key is not a usable RSA private key");
+        return PG_ECONFIG;
+    }
+    struct pg_sf_rest_config rc = {
+        .api_version = cfg->sf_api_version,
+        .connect_timeout_ms = 1000,
+        .timeout_ms = cfg->lookup_budget_ms,
+        .max_response_bytes = 4 << 20,
+    };
+    if (pg_sf_rest_new(&rc, pg_hnd.sf_oauth, &pg_hnd.sf_rest) != PG_OK) {
+        snprintf(err, errsz, "config: salesforce.rest: cannot create the REST client");
+        return PG_ECONFIG;
+    }
+    return PG_OK;
+}
+
 int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz)
 {
     pg_hnd.app = app;
     int rc = load_keys(app->cfg, &pg_hnd.sf_keys, err, errsz);
+    if (rc == PG_OK)
+        rc = check_stations(app->cfg, err, errsz);
+    if (rc == PG_OK)
+        rc = make_rest(app->cfg, err, errsz);
     if (rc == PG_OK)
         rc = pg_map_new(app->cfg->mapping, &pg_hnd.map, err, errsz);
     for (char **h = app->cfg->admin_key_hashes; rc == PG_OK && h && *h; h++) {
@@ -93,6 +165,8 @@ int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz)
 
 void pg_hnd_shutdown(void)
 {
+    pg_sf_rest_free(pg_hnd.sf_rest);
+    pg_sf_oauth_free(pg_hnd.sf_oauth);
     pg_jwt_keyset_free(pg_hnd.sf_keys);
     pg_map_free(pg_hnd.map);
     memset(&pg_hnd, 0, sizeof pg_hnd);
@@ -103,6 +177,16 @@ static int unauthorized(struct pg_req *req, const char *scheme, const char *deta
 {
     pg_req_add_header(req, "WWW-Authenticate", scheme);
     return pg_req_problem(req, 401, detail, NULL);
+}
+
+/* Hex SHA-256 of an API key (keys are configured only as hashes). */
+static void key_hash(const char *key, char hex[65])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
 static int authorize_sf_jwt(struct pg_req *req)
@@ -140,16 +224,37 @@ static int authorize_admin(struct pg_req *req)
     const char *key = pg_req_header(req, "X-Api-Key");
     if (!key || !*key || strlen(key) > 256)
         return unauthorized(req, "ApiKey", "an admin X-Api-Key is required");
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha256(), NULL);
     char hex[65];
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    key_hash(key, hex);
     int ok = 0;
     for (char **h = hashes; *h; h++) /* no early exit: timing does not tell which key matched */
         ok |= CRYPTO_memcmp(*h + 7, hex, 64) == 0;
     return ok ? PG_OK : unauthorized(req, "ApiKey", "the admin X-Api-Key is not valid");
+}
+
+static int authorize_station(struct pg_req *req)
+{
+    json_t *stations = pg_hnd.app->cfg->lookup_stations;
+    if (json_object_size(stations) == 0)
+        return pg_req_problem(req, 403, "no station API keys are configured", NULL);
+    const char *key = pg_req_header(req, "X-Api-Key");
+    if (!key || !*key || strlen(key) > 256)
+        return unauthorized(req, "ApiKey", "a station X-Api-Key is required");
+    char hex[65];
+    key_hash(key, hex);
+    const json_t *match = NULL;
+    const char *id;
+    json_t *st;
+    json_object_foreach(stations, id, st) /* every entry compared: no timing hint */
+    {
+        const char *h = json_string_value(json_object_get(st, "key_hash"));
+        if (CRYPTO_memcmp(h + 7, hex, 64) == 0)
+            match = st;
+    }
+    if (!match)
+        return unauthorized(req, "ApiKey", "the station X-Api-Key is not valid");
+    pg_req_set_principal(req, match);
+    return PG_OK;
 }
 
 int pg_hnd_authorize(struct pg_req *req, enum pg_auth_policy policy)
@@ -161,6 +266,8 @@ int pg_hnd_authorize(struct pg_req *req, enum pg_auth_policy policy)
         return authorize_sf_jwt(req);
     case PG_AUTH_ADMIN:
         return authorize_admin(req);
+    case PG_AUTH_STATION:
+        return authorize_station(req);
     default:
         return PG_EFORBIDDEN; /* a policy nobody implemented yet: fail closed */
     }

@@ -12,12 +12,16 @@
 
 struct pg_jwt_keyset;
 struct pg_map;
+struct pg_sf_oauth;
+struct pg_sf_rest;
 
 /* What the handlers share, built once from the configuration by pg_hnd_prepare. */
 struct pg_hnd_state {
     const struct pg_app *app;
     struct pg_jwt_keyset *sf_keys; /* keys that sign Platform Event callbacks */
     struct pg_map *map;            /* Salesforce fields → canonical updates */
+    struct pg_sf_oauth *sf_oauth;  /* Salesforce token (NULL: REST not configured) */
+    struct pg_sf_rest *sf_rest;    /* Salesforce REST client for lookups on a miss */
 };
 
 extern struct pg_hnd_state pg_hnd;
@@ -54,6 +58,11 @@ int pg_hnd_docs_asset(struct pg_req *req);
 /* salesforce.c */
 int pg_hnd_sf_outbound(struct pg_req *req);
 int pg_hnd_sf_events(struct pg_req *req);
+
+/* loyalty.c */
+int pg_hnd_member_lookup(struct pg_req *req);
+int pg_hnd_member_get(struct pg_req *req);
+int pg_hnd_loyalty_metrics(struct pg_buf *out);
 
 /* admin.c */
 int pg_hnd_dead_letters_list(struct pg_req *req);

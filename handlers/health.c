@@ -39,7 +39,10 @@ static int collect_process(struct pg_buf *out)
 int pg_hnd_init(void)
 {
     started_ms = pg_now_ms();
-    return pg_metrics_register(collect_process);
+    int rc = pg_metrics_register(collect_process);
+    if (rc == PG_OK)
+        rc = pg_metrics_register(pg_hnd_loyalty_metrics);
+    return rc;
 }
 
 int pg_hnd_healthz(struct pg_req *req)

@@ -21,6 +21,10 @@ static struct pg_route routes[] = {
     {"POST", "/v1/salesforce/outbound-messages", "sf_outbound", pg_hnd_sf_outbound, PG_AUTH_NONE, 0,
      0},
     {"POST", "/v1/salesforce/events", "sf_events", pg_hnd_sf_events, PG_AUTH_SF_JWT, 0, 0},
+    /* POS lookups */
+    {"GET", "/v1/loyalty/members", "member_lookup", pg_hnd_member_lookup, PG_AUTH_STATION, 0, 0},
+    {"GET", "/v1/loyalty/members/{salesforce_id}", "member_get", pg_hnd_member_get, PG_AUTH_STATION,
+     0, 0},
     /* operators */
     {"GET", "/v1/admin/dead-letters", "admin_dead_letters", pg_hnd_dead_letters_list, PG_AUTH_ADMIN,
      0, 0},

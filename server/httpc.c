@@ -110,6 +110,9 @@ struct xfer {
     int oom;
     int sent; /* the connection was up and the request about to go out */
     int retry_after_s;
+    const char *cap_name; /* req->capture_header or NULL */
+    char *cap_out;        /* resp->captured */
+    size_t cap_sz;
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -136,6 +139,20 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
      * one's headers. */
     if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         x->retry_after_s = -1;
+        if (x->cap_out)
+            x->cap_out[0] = '\0';
+        return n;
+    }
+    size_t cl = x->cap_name ? strlen(x->cap_name) : 0;
+    if (cl && n > cl && p[cl] == ':' && strncasecmp(p, x->cap_name, cl) == 0) {
+        const char *v = p + cl + 1, *e = p + n;
+        while (v < e && (*v == ' ' || *v == '\t'))
+            v++;
+        while (e > v && isspace((unsigned char)e[-1]))
+            e--;
+        size_t vl = (size_t)(e - v) < x->cap_sz - 1 ? (size_t)(e - v) : x->cap_sz - 1;
+        memcpy(x->cap_out, v, vl);
+        x->cap_out[vl] = '\0';
         return n;
     }
     static const char name[] = "Retry-After:";
@@ -239,7 +256,10 @@ int pg_httpc_do(const struct pg_httpc_req *req, struct pg_httpc_resp *resp)
         goto oom;
     hdrs = tmp;
 
-    struct xfer x = {.retry_after_s = -1};
+    struct xfer x = {.retry_after_s = -1,
+                     .cap_name = req->capture_header,
+                     .cap_out = resp->captured,
+                     .cap_sz = sizeof resp->captured};
     size_t cap = req->max_response_bytes ? req->max_response_bytes : PG_HTTPC_DEFAULT_MAX_RESPONSE;
     pg_buf_init(&x.body, cap);
     char errbuf[CURL_ERROR_SIZE] = "";

@@ -30,7 +30,11 @@ struct pg_httpc_req {
     int connect_timeout_ms;     /* <= 0: 5000 */
     int timeout_ms;             /* whole transfer; <= 0: 30000 */
     size_t max_response_bytes;  /* body cap -> PG_ETOOLARGE; 0: PG_HTTPC_DEFAULT_MAX_RESPONSE */
+    const char *capture_header; /* one response header to copy into resp->captured, or NULL */
 };
+
+/* Defined while pg_httpc_req has capture_header, so callers can test for it. */
+#define PG_HTTPC_CAPTURE_HEADER 1
 
 struct pg_httpc_resp {
     long status;        /* HTTP status; 0 when no response headers arrived */
@@ -40,6 +44,7 @@ struct pg_httpc_resp {
     int retry_after_s;  /* Retry-After (delta-seconds or HTTP-date, clamped >= 0); -1 absent */
     double total_ms;    /* whole transfer time */
     char error[256];    /* transport error text when the call did not return PG_OK, else "" */
+    char captured[256]; /* req->capture_header's value (trimmed, truncated); "" when absent */
 };
 
 /**

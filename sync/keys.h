@@ -5,19 +5,20 @@
 #ifndef PG_SYNC_KEYS_H
 #define PG_SYNC_KEYS_H
 
-#define PG_KEY_QUEUE "pg:push:queue"       /* stream of "sync this customer" jobs */
-#define PG_KEY_GROUP "push"                /* its consumer group */
-#define PG_KEY_RETRY "pg:push:retry"       /* sorted set: jobs waiting for their backoff */
-#define PG_KEY_DEAD "pg:push:dead"         /* dead-letter stream */
-#define PG_KEY_CUST "pg:cust:"             /* + sfid: hash with the newest state and progress */
-#define PG_KEY_AUDIT "pg:audit:"           /* + sfid: stream of audit events */
-#define PG_KEY_LID "pg:lid:"               /* + loyalty id: the sfid */
-#define PG_KEY_LOCK "pg:lock:cust:"        /* + sfid: delivery lease */
-#define PG_KEY_DEDUPE_OM "pg:dedupe:om:"   /* + org15:notification id */
-#define PG_KEY_DEDUPE_EV "pg:dedupe:ev:"   /* + EventUuid */
-#define PG_KEY_MEMBER_SF "pg:member:sf:"   /* + sfid: lookup cache entry (write-through) */
-#define PG_KEY_MEMBER_LID "pg:member:lid:" /* + loyalty id: lookup cache entry */
-#define PG_KEY_STATS "pg:push:stats"       /* hash: deliveries by outcome (all processes) */
+#define PG_KEY_QUEUE "pg:push:queue"     /* stream of "sync this customer" jobs */
+#define PG_KEY_GROUP "push"              /* its consumer group */
+#define PG_KEY_RETRY "pg:push:retry"     /* sorted set: jobs waiting for their backoff */
+#define PG_KEY_DEAD "pg:push:dead"       /* dead-letter stream */
+#define PG_KEY_CUST "pg:cust:"           /* + sfid: hash with the newest state and progress */
+#define PG_KEY_AUDIT "pg:audit:"         /* + sfid: stream of audit events */
+#define PG_KEY_LID "pg:lid:"             /* + loyalty id: the sfid */
+#define PG_KEY_LOCK "pg:lock:cust:"      /* + sfid: delivery lease */
+#define PG_KEY_DEDUPE_OM "pg:dedupe:om:" /* + org15:notification id */
+#define PG_KEY_DEDUPE_EV "pg:dedupe:ev:" /* + EventUuid */
+#define PG_KEY_MEMBER_SF "pg:member:sf:" /* + sfid: the member cache entry (sync/member.h) */
+#define PG_KEY_LOOKUP "pg:lk:"           /* + kind:value → sfid, or "!nf" (not found) */
+#define PG_KEY_RATE "pg:rl:"             /* + key id:window → request count */
+#define PG_KEY_STATS "pg:push:stats"     /* hash: deliveries by outcome (all processes) */
 
 /* Audit streams keep the newest entries per customer. */
 #define PG_AUDIT_MAXLEN 1000

@@ -19,9 +19,8 @@
 #include "store/stream.h"
 #include "sync/backoff.h"
 #include "sync/keys.h"
+#include "sync/member.h"
 
-/* How long a lookup-cache entry written through by a delivery lives. */
-#define MEMBER_TTL_MS (24LL * 3600 * 1000)
 /* A job whose customer is being delivered by another worker comes back after this. */
 #define LOCKED_RETRY_MS 200
 
@@ -436,25 +435,13 @@ static void finish(const struct pg_store_msg *m)
     }
 }
 
-static void write_through(const char *sfid, const char *state, const json_t *js)
+/* Write-through: the lookup cache sees the new state at once (sync/member.h). Best effort: a
+ * failure only means the next lookup reads Salesforce. */
+static void write_through(const struct pg_config *cfg, const json_t *js, const char *rid)
 {
-    redisReply *r = NULL;
-    if (pg_redis_command(&r, "SET " PG_KEY_MEMBER_SF "%s %s PX %lld", sfid, state, MEMBER_TTL_MS) ==
-            PG_OK &&
-        r)
-        freeReplyObject(r);
-    else if (r)
-        freeReplyObject(r);
-    const char *lid = json_string_value(json_object_get(js, "loyalty_id"));
-    if (lid && *lid) {
-        r = NULL;
-        if (pg_redis_command(&r, "SET " PG_KEY_MEMBER_LID "%s %s PX %lld", lid, state,
-                             MEMBER_TTL_MS) == PG_OK &&
-            r)
-            freeReplyObject(r);
-        else if (r)
-            freeReplyObject(r);
-    }
+    if (pg_member_put(js, cfg->lookup_default_country,
+                      (int64_t)cfg->lookup_stale_max_age_s * 1000) != PG_OK)
+        pg_log(PG_LOG_WARN, rid, "push.write_through_failed", "lookup cache not refreshed");
 }
 
 static void process(struct worker *w, const struct pg_store_msg *m)
@@ -540,7 +527,7 @@ static void process(struct worker *w, const struct pg_store_msg *m)
                    "delivered but could not record it; a retry may deliver the same state again");
         if (ar)
             freeReplyObject(ar);
-        write_through(sfid, state, js);
+        write_through(cfg, js, rid);
         long long enq_ms = 0;
         if (enq && pg_strtonum(enq, 0, INT64_MAX, &enq_ms) == 0)
             observe_latency(pg_wall_ms() - enq_ms);

@@ -7,8 +7,9 @@
 #include "salesforce/datetime.h"
 
 /* The scalar canonical fields, in the order they appear in an update. */
-static const char *const scalar_keys[] = {"salesforce_id", "loyalty_id", "tier",       "points",
-                                          "email",         "phone",      "first_name", "last_name"};
+static const char *const scalar_keys[] = {"salesforce_id", "loyalty_id", "card",
+                                          "tier",          "points",     "email",
+                                          "phone",         "first_name", "last_name"};
 #define NSCALAR (sizeof scalar_keys / sizeof scalar_keys[0])
 
 struct pg_map {
@@ -164,4 +165,33 @@ int pg_map_apply(const struct pg_map *m,
     json_object_set_new(u, "source", json_string(source));
     *update = u;
     return PG_OK;
+}
+
+int pg_map_fields(const struct pg_map *m, const char *type, struct pg_buf *out)
+{
+    json_t *def = json_object_get(m->types, type);
+    if (!def)
+        return PG_EINVAL;
+    int rc = PG_OK, first = 1;
+    const char *k;
+    json_t *v;
+    json_object_foreach(def, k, v)
+    {
+        if (json_is_string(v)) {
+            rc = pg_buf_printf(out, "%s%s", first ? "" : ",", json_string_value(v));
+            first = 0;
+        } else if (json_is_object(v)) {
+            const char *pk;
+            json_t *pv;
+            json_object_foreach(v, pk, pv)
+            {
+                if (rc == PG_OK)
+                    rc = pg_buf_printf(out, "%s%s", first ? "" : ",", json_string_value(pv));
+                first = 0;
+            }
+        }
+        if (rc)
+            break;
+    }
+    return rc;
 }

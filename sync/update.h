@@ -5,7 +5,7 @@
  * Platform Event's payload) and with org-specific field names. The field map turns either into
  * one canonical update, the only shape the queue, the push worker and MICROS clients know:
  *
- *   {"salesforce_id", "loyalty_id", "tier", "points", "email", "phone", "first_name",
+ *   {"salesforce_id", "loyalty_id", "card", "tier", "points", "email", "phone", "first_name",
  *    "last_name", "preferences": {name: value}, "version": epoch ms or null,
  *    "version_field", "object", "source"}
  *
@@ -19,13 +19,14 @@
 
 #include <jansson.h>
 
+#include "server/buf.h"
 #include "server/error.h"
 
 struct pg_map;
 
 /**
  * Compile the "mapping" configuration object: {"<sObject or event type>": {"salesforce_id":
- * "Id", "loyalty_id": "...", "tier", "points", "email", "phone", "first_name", "last_name",
+ * "Id", "loyalty_id": "...", "card", "tier", "points", "email", "phone", "first_name", "last_name",
  * "version": "<datetime field>", "preferences": {"<name>": "<field>"}}}. salesforce_id is
  * required; unknown keys are rejected naming them. cfg may be NULL (no type is configured).
  * Ownership: *out is new; free with pg_map_free. cfg is only read.
@@ -53,5 +54,11 @@ int pg_map_apply(const struct pg_map *m,
                  int64_t *version,
                  char *err,
                  size_t errsz) PG_WARN_UNUSED;
+
+/**
+ * Append the Salesforce field names the map of type reads, comma-separated (for a REST
+ * ?fields= list or a SOQL SELECT). PG_EINVAL when the type has no map.
+ */
+int pg_map_fields(const struct pg_map *m, const char *type, struct pg_buf *out) PG_WARN_UNUSED;
 
 #endif

@@ -1,0 +1,660 @@
+/*
+ * POS loyalty lookups: "who is the member at the till?"
+ *
+ *   GET /v1/loyalty/members?loyalty_id=|card=|phone=|email=   (exactly one, plus optional store)
+ *   GET /v1/loyalty/members/{salesforce_id}
+ *
+ * The fast path is one Redis round trip (rate limit + cache read, sync/member.h) on the handler
+ * pool. A miss, or an entry past its TTL, continues on the slow pool (pg_req_defer), so a
+ * Salesforce call never makes a cache hit wait. Concurrent misses for one key share one Salesforce
+ * call (single flight). When Salesforce fails or is slow, an entry within lookup.stale_max_age_s
+ * is served with X-Cache: stale; with none, 503 with Retry-After. Every Salesforce call runs
+ * within the cashier's budget (lookup.budget_ms).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "auth/org.h"
+#include "handlers/handlers.h"
+#include "salesforce/rest.h"
+#include "salesforce/soql.h"
+#include "server/config.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/util.h"
+#include "sync/keys.h"
+#include "sync/member.h"
+#include "sync/normalize.h"
+#include "sync/update.h"
+
+enum outcome { L_HIT, L_MISS, L_STALE, L_NOT_FOUND, L_UNAVAILABLE, L_RATE_LIMITED, L_N };
+static const char *const outcome_names[L_N] = {"hit",       "miss",        "stale",
+                                               "not_found", "unavailable", "rate_limited"};
+static atomic_ullong outcomes[L_N];
+static atomic_ullong sf_calls, redis_fail_open;
+
+/* Per-request state, carried from the fast handler to its slow continuation. */
+struct lookup {
+    enum pg_member_kind kind;
+    char value[320];
+    json_t *stale; /* the entry past its TTL, if any: served when Salesforce fails */
+    int64_t deadline_ms;
+};
+
+static void lookup_free(void *p)
+{
+    struct lookup *lk = p;
+    json_decref(lk->stale);
+    free(lk);
+}
+
+/* ---------------------------------------------------------------- single flight */
+
+/* One Salesforce call per key in flight; later callers wait for its result. */
+struct flight {
+    struct flight *next;
+    char key[340];
+    int refs;
+    int done;
+    int rc;         /* PG_OK (member), PG_ENOTFOUND, PG_EEXIST (ambiguous), or an error */
+    json_t *member; /* on PG_OK */
+    pthread_cond_t cv;
+};
+
+static pthread_mutex_t flights_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct flight *flights;
+
+/* Join the flight for key, creating it (then we lead) when there is none. */
+static struct flight *flight_join(const char *key, int *leader)
+{
+    pthread_mutex_lock(&flights_mu);
+    struct flight *f = flights;
+    while (f && strcmp(f->key, key) != 0)
+        f = f->next;
+    *leader = !f;
+    if (!f && (f = calloc(1, sizeof *f))) {
+        snprintf(f->key, sizeof f->key, "%s", key);
+        pthread_cond_init(&f->cv, NULL);
+        f->next = flights;
+        flights = f;
+    }
+    if (f)
+        f->refs++;
+    pthread_mutex_unlock(&flights_mu);
+    return f;
+}
+
+static void flight_unlink(struct flight *f)
+{
+    for (struct flight **pp = &flights; *pp; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            return;
+        }
+}
+
+/* The leader publishes; new arrivals after this start a new flight (and find the cache). */
+static void flight_finish(struct flight *f, int rc, json_t *member)
+{
+    pthread_mutex_lock(&flights_mu);
+    f->rc = rc;
+    f->member = member;
+    f->done = 1;
+    flight_unlink(f);
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&flights_mu);
+}
+
+/* Wait for the leader until deadline; returns 1 when it finished. */
+static int flight_wait(struct flight *f, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&flights_mu);
+    while (!f->done) {
+        int64_t left = deadline_ms - pg_now_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&f->cv, &flights_mu, &ts);
+    }
+    int done = f->done;
+    pthread_mutex_unlock(&flights_mu);
+    return done;
+}
+
+static void flight_release(struct flight *f)
+{
+    pthread_mutex_lock(&flights_mu);
+    int last = --f->refs == 0;
+    if (last && !f->done)
+        flight_unlink(f); /* cannot happen: the leader holds a reference until it finishes */
+    pthread_mutex_unlock(&flights_mu);
+    if (last) {
+        json_decref(f->member);
+        pthread_cond_destroy(&f->cv);
+        free(f);
+    }
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void count(enum outcome o)
+{
+    atomic_fetch_add(&outcomes[o], 1);
+}
+
+/* What a cashier needs, and no more: first name, last initial, masked contact details. */
+static json_t *member_view(const json_t *m)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    json_t *v = json_object();
+    static const char *const plain[] = {"salesforce_id", "loyalty_id", "tier", "points",
+                                        "first_name"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        json_t *x = json_object_get(m, plain[i]);
+        json_object_set(v, plain[i], x ? x : json_null());
+    }
+    const char *last = json_string_value(json_object_get(m, "last_name"));
+    char initial[8] = "";
+    if (last && *last) {
+        size_t n = 1; /* keep a whole UTF-8 character */
+        while (n < 4 && ((unsigned char)last[n] & 0xC0) == 0x80)
+            n++;
+        snprintf(initial, sizeof initial, "%.*s.", (int)n, last);
+    }
+    json_object_set_new(v, "last_initial", initial[0] ? json_string(initial) : json_null());
+    const char *em = json_string_value(json_object_get(m, "email"));
+    const char *ph = json_string_value(json_object_get(m, "phone"));
+    char masked[340];
+    if (em) {
+        pg_log_mask_email(em, masked, sizeof masked);
+        json_object_set_new(v, "email_masked", json_string(masked));
+    } else {
+        json_object_set_new(v, "email_masked", json_null());
+    }
+    char e164[40];
+    if (ph && pg_norm_phone(ph, cfg->lookup_default_country, e164, sizeof e164) == PG_OK)
+        ph = e164;
+    if (ph) {
+        pg_log_mask_phone(ph, masked, sizeof masked);
+        json_object_set_new(v, "phone_masked", json_string(masked));
+    } else {
+        json_object_set_new(v, "phone_masked", json_null());
+    }
+    json_t *prefs = json_object_get(m, "preferences");
+    json_object_set(v, "preferences", prefs ? prefs : json_object());
+    const char *tier = json_string_value(json_object_get(m, "tier"));
+    json_t *benefits = tier ? json_object_get(cfg->lookup_tiers, tier) : NULL;
+    json_object_set(v, "tier_benefits", benefits ? benefits : json_null());
+    return v;
+}
+
+/* Reply with a member and the cache headers the POS and operators use. */
+static int reply_member(struct pg_req *req, const json_t *m, const char *xcache)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    json_t *view = member_view(m);
+    char *s = json_dumps(view, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!s) {
+        json_decref(view);
+        return PG_ENOMEM;
+    }
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha256(), NULL);
+    char etag[40] = "\"";
+    for (int i = 0; i < 16; i++)
+        snprintf(etag + 1 + 2 * i, 3, "%02x", md[i]);
+    strcat(etag, "\"");
+    int64_t cached = json_integer_value(json_object_get(m, "cached_at_ms"));
+    int64_t age = cached > 0 ? (pg_wall_ms() - cached) / 1000 : 0;
+    if (age < 0)
+        age = 0;
+    int64_t fresh_left = strcmp(xcache, "stale") == 0 ? 0 : cfg->lookup_cache_ttl_s - age;
+    char agebuf[24], cc[64];
+    snprintf(agebuf, sizeof agebuf, "%lld", (long long)age);
+    snprintf(cc, sizeof cc, "private, max-age=%lld", (long long)(fresh_left > 0 ? fresh_left : 0));
+    pg_req_add_header(req, "X-Cache", xcache);
+    pg_req_add_header(req, "Age", agebuf);
+    pg_req_add_header(req, "Cache-Control", cc);
+    pg_req_add_header(req, "ETag", etag);
+    const char *inm = pg_req_header(req, "If-None-Match");
+    int rc;
+    if (inm && (strstr(inm, etag) || strcmp(inm, "*") == 0)) {
+        rc = pg_req_reply(req, 304, "application/json", "", 0);
+        json_decref(view);
+    } else {
+        rc = pg_req_reply_json(req, 200, json_pack("{s:o}", "member", view));
+    }
+    free(s);
+    return rc;
+}
+
+static int reply_not_found(struct pg_req *req, const char *xcache)
+{
+    pg_req_add_header(req, "X-Cache", xcache);
+    count(L_NOT_FOUND);
+    return pg_req_problem(req, 404, "no member matches", NULL);
+}
+
+static int reply_unavailable(struct pg_req *req, const char *why)
+{
+    count(L_UNAVAILABLE);
+    pg_req_add_header(req, "Retry-After", "5");
+    return pg_req_problem(req, 503, why, NULL);
+}
+
+/* ---------------------------------------------------------------- parameters */
+
+struct params {
+    int n_ident;
+    const char *name, *value, *store;
+    char bad[160];
+};
+
+static int is_ident_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+}
+
+static int collect_param(void *ud, const char *k, const char *v)
+{
+    struct params *p = ud;
+    static const char *const idents[] = {"loyalty_id", "card", "phone", "email"};
+    if (strcmp(k, "store") == 0) {
+        if (p->store) {
+            snprintf(p->bad, sizeof p->bad, "parameter store is repeated");
+            return 1;
+        }
+        p->store = v;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof idents / sizeof idents[0]; i++) {
+        if (strcmp(k, idents[i]) == 0) {
+            if (p->name && strcmp(p->name, k) == 0) {
+                snprintf(p->bad, sizeof p->bad, "parameter %s is repeated", k);
+                return 1;
+            }
+            p->n_ident++;
+            p->name = idents[i];
+            p->value = v;
+            return 0;
+        }
+    }
+    snprintf(p->bad, sizeof p->bad, "unknown parameter %.64s", k);
+    return 1;
+}
+
+/* Normalise the identifier: lower-cased e-mail, E.164 phone, digits-only card. */
+static int
+normalise(const char *name, const char *value, struct lookup *lk, char *why, size_t whysz)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    size_t n = strlen(value);
+    if (n == 0 || n > 254) {
+        snprintf(why, whysz, "%s must be 1 to 254 characters", name);
+        return PG_EINVAL;
+    }
+    if (strcmp(name, "email") == 0) {
+        lk->kind = PG_MEMBER_BY_EMAIL;
+        if (pg_norm_email(value, lk->value, sizeof lk->value) != PG_OK) {
+            snprintf(why, whysz, "email is not a valid e-mail address");
+            return PG_EINVAL;
+        }
+    } else if (strcmp(name, "phone") == 0) {
+        lk->kind = PG_MEMBER_BY_PHONE;
+        if (pg_norm_phone(value, cfg->lookup_default_country, lk->value, sizeof lk->value) !=
+            PG_OK) {
+            snprintf(why, whysz, "phone is not a valid phone number");
+            return PG_EINVAL;
+        }
+    } else if (strcmp(name, "card") == 0) {
+        lk->kind = PG_MEMBER_BY_CARD;
+        size_t o = 0;
+        for (const char *c = value; *c; c++) {
+            if (*c == ' ' || *c == '-')
+                continue; /* as printed on the card */
+            if (*c < '0' || *c > '9' || o >= 32) {
+                snprintf(why, whysz, "card must be 6 to 32 digits");
+                return PG_EINVAL;
+            }
+            lk->value[o++] = *c;
+        }
+        lk->value[o] = '\0';
+        if (o < 6) {
+            snprintf(why, whysz, "card must be 6 to 32 digits");
+            return PG_EINVAL;
+        }
+    } else {
+        lk->kind = PG_MEMBER_BY_LOYALTY;
+        for (const char *c = value; *c; c++)
+            if (!is_ident_char(*c) || n > 64) {
+                snprintf(why, whysz, "loyalty_id must be 1 to 64 of [A-Za-z0-9._-]");
+                return PG_EINVAL;
+            }
+        snprintf(lk->value, sizeof lk->value, "%s", value);
+    }
+    return PG_OK;
+}
+
+/* A station key may only ask for its own stores. */
+static int store_allowed(struct pg_req *req, const char *store)
+{
+    const json_t *station = pg_req_principal(req);
+    if (!store || !station)
+        return 1;
+    size_t i;
+    json_t *s;
+    json_array_foreach(json_object_get(station, "stores"), i, s)
+    {
+        if (json_is_string(s) && strcmp(json_string_value(s), store) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- Salesforce */
+
+static int sf_fetch(const struct lookup *lk, json_t **member, char *why, size_t whysz)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    *member = NULL;
+    if (!pg_hnd.sf_rest) {
+        snprintf(why, whysz, "Salesforce REST is not configured");
+        return PG_EUNAVAIL;
+    }
+    struct pg_buf fields, soql;
+    pg_buf_init(&fields, 8192);
+    pg_buf_init(&soql, 16384);
+    json_t *rec = NULL, *records = NULL;
+    struct pg_sf_error err = {0};
+    int rc = pg_map_fields(pg_hnd.map, cfg->lookup_object, &fields);
+    if (rc) {
+        snprintf(why, whysz, "mapping.%s is not configured", cfg->lookup_object);
+        rc = PG_ECONFIG;
+        goto out;
+    }
+    atomic_fetch_add(&sf_calls, 1);
+    if (lk->kind == PG_MEMBER_BY_SF) {
+        rc = pg_sf_rest_get_by_id(pg_hnd.sf_rest, cfg->lookup_object, lk->value, fields.data,
+                                  lk->deadline_ms, &rec, &err);
+    } else if (lk->kind == PG_MEMBER_BY_LOYALTY) {
+        rc = pg_sf_rest_get_by_external_id(pg_hnd.sf_rest, cfg->lookup_object,
+                                           cfg->lookup_loyalty_field, lk->value, fields.data,
+                                           lk->deadline_ms, &rec, &err);
+    } else {
+        const char *field = lk->kind == PG_MEMBER_BY_CARD    ? cfg->lookup_card_field
+                            : lk->kind == PG_MEMBER_BY_EMAIL ? cfg->lookup_email_field
+                                                             : cfg->lookup_phone_field;
+        /* LIMIT 2: one is an answer, two is an ambiguity we must not guess through */
+        rc = pg_soql_select_eq(&soql, fields.data, cfg->lookup_object, field, lk->value, 2);
+        if (rc == PG_OK)
+            rc = pg_sf_rest_query(pg_hnd.sf_rest, soql.data, lk->deadline_ms, &records, &err);
+        if (rc == PG_OK) {
+            size_t n = json_array_size(records);
+            if (n == 0)
+                rc = PG_ENOTFOUND;
+            else if (n > 1)
+                rc = PG_EEXIST;
+            else
+                rec = json_incref(json_array_get(records, 0));
+        }
+    }
+    if (rc == PG_OK) {
+        int64_t version;
+        rc = pg_map_apply(pg_hnd.map, cfg->lookup_object, rec, "salesforce_rest", member, &version,
+                          why, whysz);
+        if (rc)
+            rc = PG_EPROTO;
+    } else if (rc != PG_ENOTFOUND && rc != PG_EEXIST) {
+        snprintf(why, whysz, "Salesforce: %s%s%s", pg_strerror(rc), err.code[0] ? " " : "",
+                 err.code);
+    }
+out:
+    json_decref(rec);
+    json_decref(records);
+    pg_buf_free(&fields);
+    pg_buf_free(&soql);
+    return rc;
+}
+
+/* The slow half of a lookup: runs on the slow pool, may wait on Salesforce. */
+static int lookup_fetch(struct pg_req *req)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    struct lookup *lk = pg_req_data(req);
+    char key[340], why[200] = "";
+    snprintf(key, sizeof key, "%s:%s", pg_member_kind_name(lk->kind), lk->value);
+    int leader = 0;
+    struct flight *f = flight_join(key, &leader);
+    if (!f)
+        return PG_ENOMEM;
+    int rc;
+    json_t *member = NULL;
+    const char *source = "miss";
+    if (leader) {
+        /* A request queued while an earlier flight for this key was filling the cache finds
+         * the answer there now: look again before calling Salesforce. */
+        enum pg_member_hit h = PG_MEMBER_MISS;
+        json_t *cm = NULL;
+        if (pg_member_get(lk->kind, lk->value, NULL, 0, NULL, &h, &cm) == PG_OK &&
+            ((h == PG_MEMBER_FOUND &&
+              pg_wall_ms() - json_integer_value(json_object_get(cm, "cached_at_ms")) <=
+                  (int64_t)cfg->lookup_cache_ttl_s * 1000) ||
+             h == PG_MEMBER_NEGATIVE)) {
+            rc = h == PG_MEMBER_FOUND ? PG_OK : PG_ENOTFOUND;
+            member = h == PG_MEMBER_FOUND ? cm : NULL;
+            source = "hit";
+            flight_finish(f, rc, rc == PG_OK ? json_incref(member) : NULL);
+            flight_release(f);
+            goto reply;
+        }
+        json_decref(cm);
+        rc = sf_fetch(lk, &member, why, sizeof why);
+        if (rc == PG_OK && pg_member_put(member, cfg->lookup_default_country,
+                                         (int64_t)cfg->lookup_stale_max_age_s * 1000) != PG_OK)
+            pg_log(PG_LOG_WARN, pg_req_id(req), "lookup.cache_write_failed",
+                   "answered from Salesforce, not cached");
+        if (rc == PG_ENOTFOUND &&
+            pg_member_put_negative(lk->kind, lk->value,
+                                   (int64_t)cfg->lookup_negative_ttl_s * 1000) != PG_OK)
+            pg_log(PG_LOG_WARN, pg_req_id(req), "lookup.cache_write_failed",
+                   "not-found not cached");
+        if (rc == PG_OK)
+            json_object_set_new(member, "cached_at_ms", json_integer(pg_wall_ms()));
+        flight_finish(f, rc, rc == PG_OK ? json_incref(member) : NULL);
+    } else if (flight_wait(f, lk->deadline_ms)) {
+        rc = f->rc;
+        member = json_incref(f->member);
+    } else {
+        rc = PG_ETIMEDOUT;
+        snprintf(why, sizeof why, "Salesforce did not answer within the lookup budget");
+    }
+    flight_release(f);
+reply:;
+    int out;
+    if (rc == PG_OK) {
+        count(strcmp(source, "hit") == 0 ? L_HIT : L_MISS);
+        out = reply_member(req, member, source);
+    } else if (rc == PG_ENOTFOUND) {
+        out = reply_not_found(req, source);
+    } else if (rc == PG_EEXIST) {
+        count(L_NOT_FOUND);
+        out =
+            pg_req_problem(req, 409, "more than one member matches; ask for the loyalty id", NULL);
+    } else if (lk->stale) {
+        /* Stale-if-error: a recent answer beats no answer at the till. */
+        pg_log(PG_LOG_WARN, pg_req_id(req), "lookup.stale", "serving a stale entry: %s",
+               why[0] ? why : pg_strerror(rc));
+        count(L_STALE);
+        out = reply_member(req, lk->stale, "stale");
+    } else {
+        pg_log(PG_LOG_WARN, pg_req_id(req), "lookup.unavailable", "%s",
+               why[0] ? why : pg_strerror(rc));
+        out = reply_unavailable(req, why[0] ? why : "Salesforce is unavailable");
+    }
+    json_decref(member);
+    return out;
+}
+
+/* ---------------------------------------------------------------- the fast half */
+
+/* Requests per minute for a station: its own setting, else lookup.rate_limit_per_minute. */
+static long long rate_limit(const json_t *station)
+{
+    json_int_t own = json_integer_value(json_object_get(station, "rate_limit_per_minute"));
+    return own > 0 ? own : pg_hnd.app->cfg->lookup_rate_per_minute;
+}
+
+static int lookup_start(struct pg_req *req, struct lookup *lk, const char *store)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    if (!store_allowed(req, store))
+        return pg_req_problem(req, 403, "this key may not look up members for that store", NULL);
+    lk->deadline_ms = pg_now_ms() + cfg->lookup_budget_ms;
+
+    /* Rate limit per station key, per minute window, counted in the same round trip. */
+    const json_t *station = pg_req_principal(req);
+    const char *kid = json_string_value(json_object_get(station, "id"));
+    char rate_key[160] = "";
+    int64_t now = pg_wall_ms();
+    if (kid)
+        snprintf(rate_key, sizeof rate_key, PG_KEY_RATE "%s:%lld", kid, (long long)(now / 60000));
+    long long n = 0;
+    enum pg_member_hit hit = PG_MEMBER_MISS;
+    json_t *m = NULL;
+    int rc = pg_member_get(lk->kind, lk->value, rate_key[0] ? rate_key : NULL, 60000, &n, &hit, &m);
+    if (rc != PG_OK) {
+        /* Redis down: straight to Salesforce, and no rate limit (fail open, counted). */
+        atomic_fetch_add(&redis_fail_open, 1);
+        pg_log(PG_LOG_WARN, pg_req_id(req), "lookup.redis_unavailable",
+               "cache and rate limit skipped: %s", pg_strerror(rc));
+        hit = PG_MEMBER_MISS;
+    } else if (kid && n > rate_limit(station)) {
+        json_decref(m);
+        count(L_RATE_LIMITED);
+        char ra[16];
+        snprintf(ra, sizeof ra, "%lld", (long long)(60 - (now / 1000) % 60));
+        pg_req_add_header(req, "Retry-After", ra);
+        return pg_req_problem(req, 429, "rate limit for this key exceeded", NULL);
+    }
+    if (hit == PG_MEMBER_NEGATIVE)
+        return reply_not_found(req, "hit");
+    if (hit == PG_MEMBER_FOUND) {
+        int64_t cached = json_integer_value(json_object_get(m, "cached_at_ms"));
+        if (pg_wall_ms() - cached <= (int64_t)cfg->lookup_cache_ttl_s * 1000) {
+            count(L_HIT);
+            rc = reply_member(req, m, "hit");
+            json_decref(m);
+            return rc;
+        }
+        if (pg_wall_ms() - cached <= (int64_t)cfg->lookup_stale_max_age_s * 1000)
+            lk->stale = m; /* past its TTL: refresh, but keep it for stale-if-error */
+        else
+            json_decref(m);
+    }
+    /* A miss: continue on the slow pool, where waiting on Salesforce is allowed. */
+    return pg_req_defer(req, lookup_fetch);
+}
+
+int pg_hnd_member_lookup(struct pg_req *req)
+{
+    struct params p = {0};
+    if (pg_req_query_each(req, collect_param, &p) != PG_OK)
+        return pg_req_problem(req, 400, p.bad, NULL);
+    if (p.n_ident != 1)
+        return pg_req_problem(req, 400, "give exactly one of loyalty_id, card, phone or email",
+                              NULL);
+    if (p.store && (!*p.store || strlen(p.store) > 32))
+        return pg_req_problem(req, 400, "store must be 1 to 32 characters", NULL);
+    struct lookup *lk = calloc(1, sizeof *lk);
+    if (!lk)
+        return PG_ENOMEM;
+    pg_req_set_data(req, lk, lookup_free);
+    char why[160];
+    if (normalise(p.name, p.value, lk, why, sizeof why) != PG_OK)
+        return pg_req_problem(req, 400, why, NULL);
+    return lookup_start(req, lk, p.store);
+}
+
+int pg_hnd_member_get(struct pg_req *req)
+{
+    const char *id = pg_req_param(req, "salesforce_id");
+    struct params p = {0};
+    if (pg_req_query_each(req, collect_param, &p) != PG_OK)
+        return pg_req_problem(req, 400, p.bad, NULL);
+    if (p.n_ident != 0)
+        return pg_req_problem(req, 400, "the member is named by the path; no identifier parameter",
+                              NULL);
+    if (!id || !pg_sf_id_valid(id))
+        return pg_req_problem(req, 400, "salesforce_id must be a 15 or 18 character Salesforce id",
+                              NULL);
+    struct lookup *lk = calloc(1, sizeof *lk);
+    if (!lk)
+        return PG_ENOMEM;
+    pg_req_set_data(req, lk, lookup_free);
+    lk->kind = PG_MEMBER_BY_SF;
+    /* One cache entry per member: the 18-character form. */
+    if (strlen(id) == 15) {
+        if (pg_sf_id_to18(id, lk->value, sizeof lk->value) != PG_OK)
+            return pg_req_problem(req, 400, "salesforce_id is not valid", NULL);
+    } else {
+        snprintf(lk->value, sizeof lk->value, "%s", id);
+    }
+    return lookup_start(req, lk, p.store);
+}
+
+/* ---------------------------------------------------------------- metrics */
+
+int pg_hnd_loyalty_metrics(struct pg_buf *out)
+{
+    int rc = pg_buf_puts(out, "# HELP posgate_lookup_total POS lookups by outcome.\n"
+                              "# TYPE posgate_lookup_total counter\n");
+    for (int i = 0; i < L_N && !rc; i++)
+        rc = pg_buf_printf(out, "posgate_lookup_total{outcome=\"%s\"} %llu\n", outcome_names[i],
+                           atomic_load(&outcomes[i]));
+    long long used = -1, max = -1;
+    unsigned long long grants = 0, failures = 0;
+    if (pg_hnd.sf_rest)
+        pg_sf_rest_limits(pg_hnd.sf_rest, &used, &max);
+    if (pg_hnd.sf_oauth)
+        pg_sf_oauth_stats(pg_hnd.sf_oauth, &grants, &failures);
+    if (!rc)
+        rc = pg_buf_printf(
+            out,
+            "# HELP posgate_lookup_salesforce_calls_total Salesforce calls made by lookups.\n"
+            "# TYPE posgate_lookup_salesforce_calls_total counter\n"
+            "posgate_lookup_salesforce_calls_total %llu\n"
+            "# HELP posgate_lookup_redis_fail_open_total Lookups served without the cache and rate "
+            "limit because Redis failed.\n"
+            "# TYPE posgate_lookup_redis_fail_open_total counter\n"
+            "posgate_lookup_redis_fail_open_total %llu\n"
+            "# HELP posgate_salesforce_api_usage Daily API requests used (Sforce-Limit-Info); -1 "
+            "when not seen yet.\n"
+            "# TYPE posgate_salesforce_api_usage gauge\n"
+            "posgate_salesforce_api_usage %lld\n"
+            "# HELP posgate_salesforce_api_limit Daily API request limit (Sforce-Limit-Info).\n"
+            "# TYPE posgate_salesforce_api_limit gauge\n"
+            "posgate_salesforce_api_limit %lld\n"
+            "# HELP posgate_salesforce_token_grants_total OAuth access tokens obtained.\n"
+            "# TYPE posgate_salesforce_token_grants_total counter\n"
+            "posgate_salesforce_token_grants_total %llu\n"
+            "# HELP posgate_salesforce_token_failures_total Failed OAuth token requests.\n"
+            "# TYPE posgate_salesforce_token_failures_total counter\n"
+            "posgate_salesforce_token_failures_total %llu\n",
+            atomic_load(&sf_calls), atomic_load(&redis_fail_open), used, max, grants, failures);
+    return rc;
+}

@@ -1,0 +1,454 @@
+/*
+ * POS lookups against the real gateway, a private Redis and the Salesforce simulator (OAuth JWT
+ * bearer, sObject GETs, SOQL): cache-aside, single flight, stale-if-error, token renewal, auth,
+ * rate limits, Redis outage, write-through from the push path.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "server/util.h"
+#include "tests/support/harness.h"
+
+#define ORG "00D5g000004XyZ1EAK"
+#define KEY "station-key-till-1"
+#define KEY_HASH "sha256:62d6d47b5c347179f9bd6832b3f7af26354c18e21e29d8bf240062c9d2419637"
+#define KEY_LIMITED "station-key-limited"
+#define KEY_LIMITED_HASH "sha256:3bea388fcfc375c2a0e0cd804b6c4bd71f25d6b68980c81d76c5f2d2e069c6e8"
+#define CLIENT_ID "3MVG9posgateDemoConsumerKey"
+#define SF_USER "integration@acme.example"
+
+static struct pg_t_redis redis;
+static struct pg_t_proc sim, gw;
+
+static int start_gateway(int cache_ttl_s)
+{
+    char cfg[8192];
+    snprintf(
+        cfg, sizeof cfg,
+        "{\"listen\":{\"port\":0},\"http\":{\"threads\":2,\"workers\":8,\"slow_workers\":16},"
+        "\"redis\":{\"url\":\"%s\",\"command_timeout_ms\":500,\"reconnect_min_ms\":20,"
+        "\"reconnect_max_ms\":200},"
+        "\"salesforce\":{\"org_ids\":[\"" ORG "\"],\"rest\":{\"login_url\":\"%s\","
+        "\"audience\":\"https://login.salesforce.com\",\"client_id\":\"" CLIENT_ID "\",\"username\":\"" SF_USER "\","
+        "\"private_key\":\"file:%s\"}},"
+        "\"mapping\":{\"Contact\":{\"salesforce_id\":\"Id\",\"loyalty_id\":\"Loyalty_Id__c\","
+        "\"card\":\"Loyalty_Card__c\",\"tier\":\"Loyalty_Tier__c\",\"points\":"
+        "\"Loyalty_Points__c\",\"email\":\"Email\",\"phone\":\"MobilePhone\","
+        "\"first_name\":\"FirstName\",\"last_name\":\"LastName\",\"version\":\"SystemModstamp\","
+        "\"preferences\":{\"prefs\":\"Preferences__c\"}}},"
+        "\"push\":{\"enabled\":true,\"target\":\"gl\",\"workers\":1,\"gl\":{\"url\":"
+        "\"%s/ws/services/StoredValueService\",\"logon\":\"posgate\",\"password\":\"gl-pw\","
+        "\"columns\":{\"tier\":\"useralpha1\"}}},"
+        "\"lookup\":{\"phone_field\":\"Phone_E164__c\",\"cache_ttl_s\":%d,"
+        "\"negative_ttl_s\":30,\"budget_ms\":800,"
+        "\"tiers\":{\"Gold\":{\"discount_pct\":10,\"greeting\":\"Welcome back!\"}},"
+        "\"stations\":{\"till-1\":{\"key_hash\":\"" KEY_HASH "\",\"location\":\"1234\","
+        "\"stores\":[\"1234\"]},\"till-limited\":{\"key_hash\":\"" KEY_LIMITED_HASH "\","
+        "\"location\":\"1235\",\"stores\":[\"1235\"],\"rate_limit_per_minute\":3}}}}",
+        redis.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), sim.micros_url, cache_ttl_s);
+    return pg_t_gateway_start(&gw, cfg);
+}
+
+static int setup(void **state)
+{
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "{\"salesforce\":{\"port\":0,\"seed\":\"%s\",\"org_id\":\"" ORG "\","
+             "\"oauth\":{\"certificate\":\"%s\",\"client_id\":\"" CLIENT_ID "\","
+             "\"username\":\"" SF_USER "\"}},"
+             "\"micros\":{\"port\":0,\"seed\":\"%s\",\"gl\":{\"logon\":\"posgate\","
+             "\"password\":\"gl-pw\"}}}",
+             pg_t_src("tests/data/salesforce_seed.json"), pg_t_src("tests/data/keys/sf-oauth.crt"),
+             pg_t_src("tests/data/micros_seed.json"));
+    if (pg_t_redis_start(&redis) != 0 || pg_t_sim_start(&sim, cfg) != 0)
+        return -1;
+    return start_gateway(300);
+}
+
+static int teardown(void **state)
+{
+    int st = pg_t_proc_stop(&gw);
+    pg_t_proc_destroy(&gw);
+    pg_t_proc_destroy(&sim);
+    pg_t_redis_destroy(&redis);
+    return st == 0 ? 0 : -1;
+}
+
+static int reset(void **state)
+{
+    struct pg_t_resp r;
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/reset", sim.url);
+    pg_t_http("POST", u, NULL, "", 0, 0, &r);
+    pg_t_resp_free(&r);
+    snprintf(u, sizeof u, "%s/_sim/reset", sim.micros_url);
+    pg_t_http("POST", u, NULL, "", 0, 0, &r);
+    pg_t_resp_free(&r);
+    return pg_t_redis_cmd(&redis, "FLUSHALL");
+}
+
+/* GET a lookup path with a station key (NULL: none) and extra headers. */
+static long lookup(const char *path_query, const char *key, const char *extra, struct pg_t_resp *r)
+{
+    char u[512], kh[128];
+    snprintf(u, sizeof u, "%s%s", gw.url, path_query);
+    snprintf(kh, sizeof kh, "X-Api-Key: %s", key ? key : "");
+    const char *h[] = {key ? kh : "X-Nothing: 1", extra ? extra : "X-Nothing2: 1", NULL};
+    pg_t_http("GET", u, h, NULL, 0, 10000, r);
+    return r->status;
+}
+
+static const char *hdr(const struct pg_t_resp *r, const char *name)
+{
+    static char v[256];
+    if (pg_t_resp_header(r, name, v, sizeof v) != 0)
+        return "";
+    return v;
+}
+
+/* Requests the Salesforce simulator received whose path contains needle. */
+static int sf_calls(const char *needle)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/log", sim.url);
+    struct pg_t_resp r;
+    pg_t_get(u, &r);
+    json_t *log = json_loads(r.body, 0, NULL);
+    pg_t_resp_free(&r);
+    int n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(log, i, e)
+    {
+        const char *p = json_string_value(json_object_get(e, "path"));
+        n += p && strstr(p, needle) != NULL;
+    }
+    json_decref(log);
+    return n;
+}
+
+static long sim_post(const char *base, const char *path, const char *body)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s%s", base, path);
+    struct pg_t_resp r;
+    const char *h[] = {"Content-Type: application/json", NULL};
+    pg_t_http("POST", u, h, body, strlen(body), 10000, &r);
+    long st = r.status;
+    pg_t_resp_free(&r);
+    return st;
+}
+
+static void miss_then_hit_and_etag(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "miss");
+    json_t *j = json_loads(r.body, 0, NULL);
+    json_t *m = json_object_get(j, "member");
+    assert_string_equal(json_string_value(json_object_get(m, "tier")), "Gold");
+    assert_string_equal(json_string_value(json_object_get(m, "first_name")), "Jane");
+    assert_string_equal(json_string_value(json_object_get(m, "last_initial")), "D.");
+    assert_string_equal(json_string_value(json_object_get(m, "email_masked")), "j***@example.com");
+    assert_null(json_object_get(m, "email"));     /* never the full address */
+    assert_null(json_object_get(m, "last_name")); /* nor the surname */
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(m, "tier_benefits"), "discount_pct")),
+        10);
+    json_decref(j);
+    char etag[128];
+    snprintf(etag, sizeof etag, "If-None-Match: %s", hdr(&r, "ETag"));
+    assert_non_null(strstr(hdr(&r, "Cache-Control"), "max-age="));
+    pg_t_resp_free(&r);
+    int calls = sf_calls("/services/data/");
+
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "hit");
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, etag, &r), 304);
+    pg_t_resp_free(&r);
+    /* the same member by e-mail in another spelling, and by phone in a local format: one entry */
+    assert_int_equal(lookup("/v1/loyalty/members?email=%20Jane.Doe@Example.COM", KEY, NULL, &r),
+                     200);
+    assert_string_equal(hdr(&r, "X-Cache"), "hit");
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members?phone=(415)%20555-0142", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "hit");
+    pg_t_resp_free(&r);
+    assert_int_equal(sf_calls("/services/data/"), calls); /* no Salesforce call for any hit */
+}
+
+static void by_email_phone_card_and_id_from_salesforce(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?email=zoe.nguyen@example.com", KEY, NULL, &r),
+                     200);
+    assert_string_equal(hdr(&r, "X-Cache"), "miss");
+    assert_non_null(strstr(r.body, "\"tier\":\"Platinum\""));
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members/0035g00000K1tbPAAR", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "miss");
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members/0035g00000K1tbP", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "hit"); /* 15-char form, same entry */
+    pg_t_resp_free(&r);
+}
+
+static void not_found_is_cached_briefly(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-NOPE", KEY, NULL, &r), 404);
+    assert_string_equal(hdr(&r, "X-Cache"), "miss");
+    pg_t_resp_free(&r);
+    int calls = sf_calls("/services/data/");
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-NOPE", KEY, NULL, &r), 404);
+    assert_string_equal(hdr(&r, "X-Cache"), "hit");
+    pg_t_resp_free(&r);
+    assert_int_equal(sf_calls("/services/data/"), calls);
+}
+
+static void bad_parameters_are_400(void **state)
+{
+    const char *bad[] = {"/v1/loyalty/members",
+                         "/v1/loyalty/members?loyalty_id=A&email=a@b.co",
+                         "/v1/loyalty/members?loyalty_id=A&loyalty_id=B",
+                         "/v1/loyalty/members?nickname=bob",
+                         "/v1/loyalty/members?email=not-an-email",
+                         "/v1/loyalty/members?phone=call-me",
+                         "/v1/loyalty/members?card=12ab",
+                         "/v1/loyalty/members?loyalty_id=x%27%20OR%20Id%21%3D%27",
+                         "/v1/loyalty/members/not-an-id"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct pg_t_resp r;
+        if (lookup(bad[i], KEY, NULL, &r) != 400)
+            fail_msg("%s answered %ld", bad[i], r.status);
+        char ct[64];
+        assert_int_equal(pg_t_resp_header(&r, "Content-Type", ct, sizeof ct), 0);
+        assert_string_equal(ct, "application/problem+json");
+        pg_t_resp_free(&r);
+    }
+}
+
+static void auth_store_binding_and_rate_limit(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", NULL, NULL, &r), 401);
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", "wrong", NULL, &r), 401);
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123&store=1235", KEY, NULL, &r),
+                     403);
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123&store=1234", KEY, NULL, &r),
+                     200);
+    pg_t_resp_free(&r);
+    /* the limited key allows 3 per minute */
+    long last = 0;
+    for (int i = 0; i < 4; i++) {
+        last = lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY_LIMITED, NULL, &r);
+        if (i < 3)
+            assert_int_equal(last, 200);
+        else
+            assert_int_equal(last, 429);
+        if (last == 429)
+            assert_true(atoi(hdr(&r, "Retry-After")) >= 1);
+        pg_t_resp_free(&r);
+    }
+}
+
+struct bg {
+    pthread_t t;
+    char path[256];
+    long status;
+    char xcache[16];
+    double secs;
+};
+
+static void *bg_lookup(void *arg)
+{
+    struct bg *b = arg;
+    struct pg_t_resp r;
+    b->status = lookup(b->path, KEY, NULL, &r);
+    snprintf(b->xcache, sizeof b->xcache, "%s", hdr(&r, "X-Cache"));
+    b->secs = r.total_s;
+    pg_t_resp_free(&r);
+    return NULL;
+}
+
+/* 100 concurrent lookups of one cold key: one Salesforce call. */
+static void single_flight(void **state)
+{
+    assert_int_equal(
+        sim_post(sim.url, "/_sim/faults", "{\"latency_ms\":300,\"path\":\"/services/data/\"}"),
+        201);
+    enum { N = 100 };
+    struct bg *b = calloc(N, sizeof *b);
+    for (int i = 0; i < N; i++) {
+        snprintf(b[i].path, sizeof b[i].path, "/v1/loyalty/members?loyalty_id=LY-000124");
+        pthread_create(&b[i].t, NULL, bg_lookup, &b[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(b[i].t, NULL);
+        ok += b[i].status == 200;
+    }
+    free(b);
+    assert_int_equal(ok, N);
+    assert_int_equal(sf_calls("/sobjects/Contact/Loyalty_Id__c/"), 1);
+}
+
+/* The token expires: one renewal, and the lookup succeeds. */
+static void token_expiry_renews_once(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    pg_t_resp_free(&r);
+    int grants = sf_calls("/services/oauth2/token");
+    assert_int_equal(sim_post(sim.url, "/_sim/tokens/expire", "{}"), 200);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000124", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "miss");
+    pg_t_resp_free(&r);
+    assert_int_equal(sf_calls("/services/oauth2/token"), grants + 1);
+}
+
+/* Salesforce down: a stale entry is served; with none, 503 with Retry-After. */
+static void stale_if_error(void **state)
+{
+    /* a gateway whose entries go stale after 1 s */
+    assert_int_equal(pg_t_proc_stop(&gw), 0);
+    pg_t_proc_destroy(&gw);
+    assert_int_equal(start_gateway(1), 0);
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    pg_t_resp_free(&r);
+    pg_sleep_ms(1200);
+    assert_int_equal(
+        sim_post(sim.url, "/_sim/faults", "{\"status\":503,\"path\":\"/services/data/\"}"), 201);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "stale");
+    assert_true(atoi(hdr(&r, "Age")) >= 1);
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000124", KEY, NULL, &r), 503);
+    assert_true(atoi(hdr(&r, "Retry-After")) >= 1);
+    pg_t_resp_free(&r);
+    /* a slow Salesforce counts as down: the budget (800 ms) bounds the wait */
+    assert_int_equal(sim_post(sim.url, "/_sim/reset", "{}"), 200);
+    assert_int_equal(
+        sim_post(sim.url, "/_sim/faults", "{\"latency_ms\":3000,\"path\":\"/services/data/\"}"),
+        201);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000124", KEY, NULL, &r), 503);
+    assert_true(r.total_s < 1.5);
+    pg_t_resp_free(&r);
+    assert_int_equal(pg_t_proc_stop(&gw), 0);
+    pg_t_proc_destroy(&gw);
+    assert_int_equal(start_gateway(300), 0);
+}
+
+/* While Salesforce takes 2 s for misses, cache hits are answered at once. */
+static void hits_do_not_wait_on_misses(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    pg_t_resp_free(&r);
+    assert_int_equal(
+        sim_post(sim.url, "/_sim/faults", "{\"latency_ms\":2000,\"path\":\"/services/data/\"}"),
+        201);
+    enum { MISSES = 20 };
+    struct bg misses[MISSES];
+    for (int i = 0; i < MISSES; i++) {
+        snprintf(misses[i].path, sizeof misses[i].path, "/v1/loyalty/members?loyalty_id=LY-%06d",
+                 1000 + i);
+        pthread_create(&misses[i].t, NULL, bg_lookup, &misses[i]);
+    }
+    pg_sleep_ms(100);
+    double worst = 0;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+        assert_string_equal(hdr(&r, "X-Cache"), "hit");
+        if (r.total_s > worst)
+            worst = r.total_s;
+        pg_t_resp_free(&r);
+    }
+    for (int i = 0; i < MISSES; i++)
+        pthread_join(misses[i].t, NULL);
+    print_message("slowest of 50 hits during 20 slow misses: %.1f ms\n", worst * 1000);
+    assert_true(worst < 0.3); /* a miss takes 800 ms (budget); a hit must not wait for one */
+}
+
+/* Redis stopped: lookups go to Salesforce and still answer; back to the cache when it returns. */
+static void redis_down_still_answers(void **state)
+{
+    pg_t_redis_stop(&redis);
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    assert_string_equal(hdr(&r, "X-Cache"), "miss");
+    pg_t_resp_free(&r);
+    assert_int_equal(pg_t_redis_restart(&redis), 0);
+    long st = 0;
+    char xc[16] = "";
+    for (int64_t end = pg_now_ms() + 5000; strcmp(xc, "hit") != 0 && pg_now_ms() < end;
+         pg_sleep_ms(100)) {
+        st = lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r);
+        snprintf(xc, sizeof xc, "%s", hdr(&r, "X-Cache"));
+        pg_t_resp_free(&r);
+    }
+    assert_int_equal(st, 200);
+    assert_string_equal(xc, "hit");
+}
+
+/* A tier change delivered by the push path is what the next lookup shows (write-through). */
+static void push_update_refreshes_the_cache(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    assert_non_null(strstr(r.body, "\"tier\":\"Gold\""));
+    pg_t_resp_free(&r);
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/records/Contact/0035g00000K1tbPAAR", sim.url);
+    const char *patch = "{\"Loyalty_Tier__c\":\"Platinum\"}";
+    assert_int_equal(pg_t_http("PATCH", u, NULL, patch, strlen(patch), 0, &r), 0);
+    pg_t_resp_free(&r);
+    char send[512];
+    snprintf(send, sizeof send,
+             "{\"target_url\":\"%s/v1/salesforce/outbound-messages\",\"ids\":"
+             "[\"0035g00000K1tbPAAR\"],\"retry_initial_ms\":100}",
+             gw.url);
+    assert_int_equal(sim_post(sim.url, "/_sim/outbound-messages", send), 202);
+    int seen = 0;
+    for (int64_t end = pg_now_ms() + 10000; !seen && pg_now_ms() < end; pg_sleep_ms(100)) {
+        assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+        seen = strstr(r.body, "\"tier\":\"Platinum\"") != NULL;
+        if (seen)
+            assert_string_equal(hdr(&r, "X-Cache"), "hit"); /* before the 300 s TTL ran out */
+        pg_t_resp_free(&r);
+    }
+    assert_true(seen);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(miss_then_hit_and_etag, reset),
+        cmocka_unit_test_setup(by_email_phone_card_and_id_from_salesforce, reset),
+        cmocka_unit_test_setup(not_found_is_cached_briefly, reset),
+        cmocka_unit_test_setup(bad_parameters_are_400, reset),
+        cmocka_unit_test_setup(auth_store_binding_and_rate_limit, reset),
+        cmocka_unit_test_setup(single_flight, reset),
+        cmocka_unit_test_setup(token_expiry_renews_once, reset),
+        cmocka_unit_test_setup(stale_if_error, reset),
+        cmocka_unit_test_setup(hits_do_not_wait_on_misses, reset),
+        cmocka_unit_test_setup(redis_down_still_answers, reset),
+        cmocka_unit_test_setup(push_update_refreshes_the_cache, reset),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
