@@ -230,8 +230,19 @@ static long long backoff_ms(int streak)
 
 static void note_failure(const char *why)
 {
+    /* One Redis stall (an fsync delayed by an AOF rewrite, a pause) fails every thread waiting
+     * on it at once: that is one failure of Redis, not one per thread. Only a failure outside
+     * the current backoff window grows the streak, and only the thread that moves the window
+     * records it; otherwise 16 simultaneous timeouts would jump straight to the longest backoff
+     * and refuse all work for seconds after Redis had recovered. */
+    long long now = pg_now_ms();
+    long long next = atomic_load(&g_next_attempt);
+    if (atomic_load(&g_fail_streak) > 0 && now < next)
+        return;
+    if (!atomic_compare_exchange_strong(&g_next_attempt, &next, now + g.rmin_ms))
+        return; /* another thread is recording this same failure */
     int streak = atomic_fetch_add(&g_fail_streak, 1) + 1;
-    atomic_store(&g_next_attempt, pg_now_ms() + backoff_ms(streak));
+    atomic_store(&g_next_attempt, now + backoff_ms(streak));
     if (streak == 1)
         pg_log(PG_LOG_WARN, NULL, "redis_unavailable", "redis failed: %s; backing off", why);
 }

@@ -539,9 +539,55 @@ static void test_backoff_fast_fail(void **state)
     init_redis(20, 200);
 }
 
+struct stall_thread {
+    pthread_t t;
+    int rc;
+};
+
+static void *stall_ping(void *arg)
+{
+    struct stall_thread *st = arg;
+    if (pg_redis_ping() != PG_OK) /* connect while Redis is healthy */
+        st->rc = -1;
+    else
+        st->rc = pg_redis_ping(); /* this one meets the stall */
+    return NULL;
+}
+
+/* Sixteen threads time out on one stall: that is one failure, so the backoff stays at its
+ * minimum and work resumes right after Redis does (not after reconnect_max_ms). */
+static void test_one_stall_is_one_failure(void **state)
+{
+    init_redis(50, 5000);
+    assert_int_equal(pg_redis_ping(), PG_OK);
+    enum { N = 16 };
+    struct stall_thread th[N];
+    pg_t_redis_pause(&R);
+    for (int i = 0; i < N; i++)
+        pthread_create(&th[i].t, NULL, stall_ping, &th[i]);
+    pg_sleep_ms(CMD_TIMEOUT_MS / 2);
+    pg_t_redis_resume(&R); /* within the timeout of some, after it for others: a short stall */
+    pg_sleep_ms(CMD_TIMEOUT_MS);
+    for (int i = 0; i < N; i++)
+        pthread_join(th[i].t, NULL);
+    /* Redis is fine again: a call must succeed well before the 5 s maximum backoff. */
+    int64_t t0 = pg_now_ms();
+    int rc = PG_EUNAVAIL;
+    while (rc != PG_OK && pg_now_ms() - t0 < 5000) {
+        rc = pg_redis_ping();
+        if (rc != PG_OK)
+            pg_sleep_ms(10);
+    }
+    assert_int_equal(rc, PG_OK);
+    if (pg_now_ms() - t0 >= 1000)
+        fail_msg("work resumed %lld ms after Redis did", (long long)(pg_now_ms() - t0));
+    init_redis(20, 200);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_stall_is_one_failure),
         cmocka_unit_test(test_ping),
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_reply_cap),
