@@ -29,6 +29,19 @@ pg_install_deps() {
     || pg_die "apt-get install failed for: ${missing[*]}"
 }
 
+# pg_npm_ci: the pinned npm tools of package.json / package-lock.json (OpenAPI lint, the docs
+# page's script, the contract test's validator) into node_modules, with Node.js and npm from
+# Debian when the machine has none. Reinstalls only when the lockfile is newer than the install.
+pg_npm_ci() {
+  command -v npm >/dev/null 2>&1 || pg_install_deps nodejs npm
+  if [ "$PG_ROOT/node_modules/.package-lock.json" -nt "$PG_ROOT/package-lock.json" ]; then
+    return 0
+  fi
+  pg_say "npm ci (pinned OpenAPI tools and docs assets)"
+  (cd "$PG_ROOT" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null) \
+    || pg_die "npm ci failed in $PG_ROOT"
+}
+
 # pg_build DIR [cmake options...]: configure (once) and build incrementally.
 pg_build() {
   local dir=$1; shift
