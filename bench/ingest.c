@@ -35,19 +35,19 @@
 #define MAX_K 100
 
 struct opts {
-    const char *url;        /* gateway base URL */
-    const char *org;        /* OrganizationId */
-    int conc;               /* concurrent connections */
-    int k;                  /* notifications per message */
-    long long n;            /* notifications to send at most */
-    double max_s;           /* seconds to send at most */
-    int customers;          /* contacts rotated over */
-    long long seq0;         /* first notification sequence number (unique across phases) */
-    long long stamp0_ms;    /* SystemModstamp of sequence 0 */
-    const char *label;      /* printed in RESULT */
-    int drain;              /* wait for the push queue to empty */
-    double drain_max_s;     /* ... at most this long */
-    const char *sim_state;  /* MICROS simulator base URL: sum set_count */
+    const char *url;       /* gateway base URL */
+    const char *org;       /* OrganizationId */
+    int conc;              /* concurrent connections */
+    int k;                 /* notifications per message */
+    long long n;           /* notifications to send at most */
+    double max_s;          /* seconds to send at most */
+    int customers;         /* contacts rotated over */
+    long long seq0;        /* first notification sequence number (unique across phases) */
+    long long stamp0_ms;   /* SystemModstamp of sequence 0 */
+    const char *label;     /* printed in RESULT */
+    int drain;             /* wait for the push queue to empty */
+    double drain_max_s;    /* ... at most this long */
+    const char *sim_state; /* MICROS simulator base URL: sum set_count */
 };
 
 struct buf {
@@ -136,7 +136,8 @@ static int build_message(struct buf *b, const struct opts *o, long long seq, int
         "   <OrganizationId>%s</OrganizationId>\n"
         "   <ActionId>04k5g000000CaRkAAK</ActionId>\n"
         "   <SessionId xsi:nil=\"true\"/>\n"
-        "   <EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/66.0/%.15s</EnterpriseUrl>\n"
+        "   "
+        "<EnterpriseUrl>https://acme.my.salesforce.com/services/Soap/c/66.0/%.15s</EnterpriseUrl>\n"
         "   <PartnerUrl>https://acme.my.salesforce.com/services/Soap/u/66.0/%.15s</PartnerUrl>\n",
         o->org, o->org, o->org);
     for (int i = 0; i < k && rc == 0; i++) {
@@ -282,7 +283,8 @@ int main(int argc, char **argv)
     if (!o.url || o.conc < 1 || o.conc > MAX_CONC || o.k < 1 || o.k > MAX_K || o.n < 1 ||
         o.max_s <= 0 || o.max_s > 600 || o.customers < 1 || o.seq0 < 0 || o.drain_max_s > 600)
         usage();
-    if (strncmp(o.url, "http://127.0.0.1:", 17) != 0 && strncmp(o.url, "http://localhost:", 17) != 0)
+    if (strncmp(o.url, "http://127.0.0.1:", 17) != 0 &&
+        strncmp(o.url, "http://localhost:", 17) != 0)
         die("refusing %s: loopback targets only", o.url);
     if (o.sim_state && strncmp(o.sim_state, "http://127.0.0.1:", 17) != 0 &&
         strncmp(o.sim_state, "http://localhost:", 17) != 0)
@@ -406,7 +408,8 @@ int main(int argc, char **argv)
     for (long long i = 0; i < msgs_done; i++)
         mean += (double)lat_us[i];
     mean = msgs_done ? mean / (double)msgs_done / 1000.0 : 0;
-    double p50 = pct_ms(lat_us, (size_t)msgs_done, 0.50), p99 = pct_ms(lat_us, (size_t)msgs_done, 0.99),
+    double p50 = pct_ms(lat_us, (size_t)msgs_done, 0.50),
+           p99 = pct_ms(lat_us, (size_t)msgs_done, 0.99),
            p999 = pct_ms(lat_us, (size_t)msgs_done, 0.999),
            mx = msgs_done ? (double)lat_us[msgs_done - 1] / 1000.0 : 0;
 
@@ -449,11 +452,12 @@ int main(int argc, char **argv)
             lat_cnt = metric(b.p, "posgate_push_delivery_latency_seconds_count");
         }
         free(b.p);
-        printf("  end to end: %s after %.2f s; deliveries: delivered %.0f, skipped (newer already "
-               "in MICROS) %.0f, deferred %.0f, retried %.0f, dead-lettered %.0f; mean intake→MICROS "
-               "%.3f s\n",
-               drained ? "queue empty" : "NOT drained", e2e, delivered, skipped, deferred, retried,
-               dead, lat_cnt > 0 ? lat_sum / lat_cnt : 0);
+        printf(
+            "  end to end: %s after %.2f s; deliveries: delivered %.0f, skipped (newer already "
+            "in MICROS) %.0f, deferred %.0f, retried %.0f, dead-lettered %.0f; mean intake→MICROS "
+            "%.3f s\n",
+            drained ? "queue empty" : "NOT drained", e2e, delivered, skipped, deferred, retried,
+            dead, lat_cnt > 0 ? lat_sum / lat_cnt : 0);
     }
     long long sets = -1, custs = -1;
     if (o.sim_state) {
@@ -498,7 +502,7 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf(" gen_cpu_s=%.2f\n", (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-                                      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+                                    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
 
     for (int i = 0; i < o.conc; i++) {
         curl_easy_cleanup(slots[i].h);

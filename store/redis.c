@@ -196,7 +196,9 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 struct tconn {
     redisContext *c; /* owned; NULL when not connected */
     unsigned gen;
-    int tmo_ms; /* timeout currently set on the socket */
+    int tmo_ms;    /* timeout currently set on the socket */
+    int answered;  /* commands this connection has answered */
+    int may_retry; /* this command may be retried once on a new connection */
 };
 
 static void tconn_destroy(void *p)
@@ -218,6 +220,7 @@ static void drop(struct tconn *t)
     if (t->c)
         redisFree(t->c);
     t->c = NULL;
+    t->answered = 0;
 }
 
 static long long backoff_ms(int streak)
@@ -261,7 +264,10 @@ static int fail(struct tconn *t, int rc, int backoff)
     snprintf(why, sizeof why, "%s (%s)", t->c && t->c->errstr[0] ? t->c->errstr : "no reply",
              pg_errname(rc));
     drop(t);
-    if (backoff) {
+    /* A connection that already served commands and now finds the socket closed was most likely
+     * cut by a Redis restart while idle: the caller retries once on a new connection before
+     * anything is counted against Redis's health. */
+    if (backoff && !(t->may_retry && rc == PG_EUNAVAIL)) {
         atomic_fetch_add(&g_errors, 1);
         note_failure(why);
     }
@@ -451,7 +457,19 @@ static int run_formatted(redisReply **out, int timeout_ms, const char *cmd, size
     int rc = get_conn(&t);
     if (rc)
         return rc;
+    t->may_retry = t->answered > 0;
     rc = exec_raw(t, timeout_ms, cmd, len, out);
+    if (rc == PG_EUNAVAIL && t->may_retry) {
+        /* One retry on a fresh connection (see fail()). Safe for our commands: intake scripts
+         * dedupe, and queue/ack/cache writes are idempotent in effect. */
+        t->may_retry = 0;
+        rc = connect_thread(t);
+        if (rc == PG_OK)
+            rc = exec_raw(t, timeout_ms, cmd, len, out);
+    }
+    t->may_retry = 0;
+    if (rc == PG_OK || rc == PG_EPROTO)
+        t->answered++;
     /* Healthy again only once a caller's command got an answer: a handshake that passes AUTH
      * and then fails SELECT must keep escalating the backoff. */
     if (rc == PG_OK || rc == PG_EPROTO)

@@ -39,7 +39,8 @@ static int start_gateway(int cache_ttl_s)
         "\"redis\":{\"url\":\"%s\",\"command_timeout_ms\":500,\"reconnect_min_ms\":20,"
         "\"reconnect_max_ms\":200},"
         "\"salesforce\":{\"org_ids\":[\"" ORG "\"],\"rest\":{\"login_url\":\"%s\","
-        "\"audience\":\"https://login.salesforce.com\",\"client_id\":\"" CLIENT_ID "\",\"username\":\"" SF_USER "\","
+        "\"audience\":\"https://login.salesforce.com\",\"client_id\":\"" CLIENT_ID
+        "\",\"username\":\"" SF_USER "\","
         "\"private_key\":\"file:%s\"}},"
         "\"mapping\":{\"Contact\":{\"salesforce_id\":\"Id\",\"loyalty_id\":\"Loyalty_Id__c\","
         "\"card\":\"Loyalty_Card__c\",\"tier\":\"Loyalty_Tier__c\",\"points\":"

@@ -539,6 +539,18 @@ static void test_backoff_fast_fail(void **state)
     init_redis(20, 200);
 }
 
+/* A Redis restart between two commands closes the idle connection: the next command retries on
+ * a new one instead of failing (and does not count as a Redis error). */
+static void test_restart_between_commands_is_transparent(void **state)
+{
+    init_redis(20, 200);
+    assert_int_equal(pg_redis_ping(), PG_OK);
+    assert_int_equal(pg_t_redis_restart(&R), 0);
+    unsigned long long errs = pg_redis_error_count();
+    assert_int_equal(pg_redis_ping(), PG_OK);
+    assert_int_equal(pg_redis_error_count(), errs);
+}
+
 struct stall_thread {
     pthread_t t;
     int rc;
@@ -589,6 +601,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_stall_is_one_failure),
+        cmocka_unit_test(test_restart_between_commands_is_transparent),
         cmocka_unit_test(test_ping),
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_reply_cap),
