@@ -164,10 +164,29 @@ static void demo_config_loads(void **state)
     /* the demo configuration scripts/stack uses (its Redis URL is filled in at start) */
     char *text = NULL;
     assert_int_equal(pg_read_file(pg_t_src("config/posgate.demo.json"), 1 << 20, &text, NULL), 0);
+    /* fill the placeholders the way scripts/stack does */
+    struct {
+        const char *from, *to;
+    } subst[] = {{"__REDIS_URL__", "redis://127.0.0.1:6379/0"},
+                 {"__MICROS_URL__", "http://127.0.0.1:1"},
+                 {"__SF_URL__", "http://127.0.0.1:2"},
+                 {"__ROOT__", PG_SOURCE_DIR}};
+    for (size_t i = 0; i < sizeof subst / sizeof subst[0]; i++) {
+        char *at;
+        while ((at = strstr(text, subst[i].from))) {
+            char *n = NULL;
+            assert_true(asprintf(&n, "%.*s%s%s", (int)(at - text), text, subst[i].to,
+                                 at + strlen(subst[i].from)) > 0);
+            free(text);
+            text = n;
+        }
+    }
     struct pg_config *c = NULL;
     int rc = parse(text, &c);
     if (rc)
         fail_msg("%s", err);
+    assert_true(c->push_enabled);
+    assert_non_null(c->sf_private_key);
     pg_config_free(c);
     free(text);
 }
