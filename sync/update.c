@@ -114,6 +114,30 @@ static json_t *field_value(const json_t *fields, const char *name)
     return json_null();
 }
 
+/* Points are a whole number however Salesforce wrote them: "12850.0" in SOAP, 12850.0 in REST,
+ * 12850 in an event. A value with a fraction is kept as it came. Steals v. */
+static json_t *whole_number(json_t *v)
+{
+    double d;
+    if (json_is_integer(v))
+        return v;
+    if (json_is_real(v)) {
+        d = json_real_value(v);
+    } else if (json_is_string(v)) {
+        char *end = NULL;
+        const char *s = json_string_value(v);
+        d = strtod(s, &end);
+        if (!*s || *end)
+            return v;
+    } else {
+        return v;
+    }
+    if (d != (double)(json_int_t)d || d > 9e15 || d < -9e15)
+        return v;
+    json_decref(v);
+    return json_integer((json_int_t)d);
+}
+
 int pg_map_apply(const struct pg_map *m,
                  const char *type,
                  const json_t *fields,
@@ -149,7 +173,10 @@ int pg_map_apply(const struct pg_map *m,
         return PG_ENOMEM;
     for (size_t i = 0; i < NSCALAR; i++) {
         const char *f = json_string_value(json_object_get(def, scalar_keys[i]));
-        json_object_set_new(u, scalar_keys[i], f ? field_value(fields, f) : json_null());
+        json_t *v = f ? field_value(fields, f) : json_null();
+        if (strcmp(scalar_keys[i], "points") == 0)
+            v = whole_number(v);
+        json_object_set_new(u, scalar_keys[i], v);
     }
     json_t *prefs = json_object();
     const char *pk;

@@ -48,7 +48,7 @@ static void contact_maps_to_canonical(void **state)
     assert_string_equal(json_string_value(json_object_get(u, "salesforce_id")),
                         "0035g00000K1tbPAAR");
     assert_string_equal(json_string_value(json_object_get(u, "tier")), "Gold");
-    assert_string_equal(json_string_value(json_object_get(u, "points")), "12850.0");
+    assert_int_equal(json_integer_value(json_object_get(u, "points")), 12850); /* whole number */
     assert_true(json_is_null(json_object_get(u, "email"))); /* nil stays a clear */
     assert_true(json_is_null(json_object_get(u, "phone"))); /* not mapped */
     assert_null(json_object_get(u, "Unmapped__c"));         /* not carried */
