@@ -14,7 +14,11 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include <hiredis/hiredis.h>
+
 #include "auth/jwt.h"
+#include "store/redis.h"
+#include "sync/keys.h"
 #include "salesforce/oauth.h"
 #include "salesforce/rest.h"
 #include "handlers/handlers.h"
@@ -25,7 +29,7 @@
 struct pg_hnd_state pg_hnd;
 
 static int
-load_keys(const struct pg_config *cfg, struct pg_jwt_keyset **out, char *err, size_t errsz)
+load_keys(const json_t *keys, const char *path, struct pg_jwt_keyset **out, char *err, size_t errsz)
 {
     struct pg_jwt_keyset *ks = NULL;
     int rc = pg_jwt_keyset_new(&ks);
@@ -33,23 +37,22 @@ load_keys(const struct pg_config *cfg, struct pg_jwt_keyset **out, char *err, si
         return rc;
     const char *kid;
     json_t *def;
-    json_object_foreach(cfg->sf_jwt_keys, kid, def)
+    json_object_foreach((json_t *)keys, kid, def)
     {
         const char *alg = json_string_value(json_object_get(def, "alg"));
         const char *ref = json_string_value(json_object_get(def, "key"));
         if (!json_is_object(def) || !alg || !ref || json_object_size(def) != 2) {
-            snprintf(
-                err, errsz,
-                "config: salesforce.events_jwt.keys.%s: expected {\"alg\": \"RS256\"|\"HS256\", "
-                "\"key\": \"file:...\"|\"env:...\"}",
-                kid);
+            snprintf(err, errsz,
+                     "config: %s.%s: expected {\"alg\": \"RS256\"|\"HS256\", \"key\": "
+                     "\"file:...\"|\"env:...\"}",
+                     path, kid);
             rc = PG_ECONFIG;
             break;
         }
         char *key = NULL, why[256];
         rc = pg_config_secret(ref, &key, why, sizeof why);
         if (rc) {
-            snprintf(err, errsz, "config: salesforce.events_jwt.keys.%s.key: %s", kid, why);
+            snprintf(err, errsz, "config: %s.%s.key: %s", path, kid, why);
             rc = PG_ECONFIG;
             break;
         }
@@ -58,9 +61,9 @@ load_keys(const struct pg_config *cfg, struct pg_jwt_keyset **out, char *err, si
         free(key);
         if (rc) {
             snprintf(err, errsz,
-                     "config: salesforce.events_jwt.keys.%s: not a usable %s key (RS256: an RSA "
+                     "config: %s.%s: not a usable %s key (RS256: an RSA "
                      "public key or certificate PEM of 2048+ bits; HS256: 32+ bytes)",
-                     kid, alg);
+                     path, kid, alg);
             rc = PG_ECONFIG;
             break;
         }
@@ -142,7 +145,11 @@ static int make_rest(const struct pg_config *cfg, char *err, size_t errsz)
 int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz)
 {
     pg_hnd.app = app;
-    int rc = load_keys(app->cfg, &pg_hnd.sf_keys, err, errsz);
+    int rc =
+        load_keys(app->cfg->sf_jwt_keys, "salesforce.events_jwt.keys", &pg_hnd.sf_keys, err, errsz);
+    if (rc == PG_OK)
+        rc = load_keys(app->cfg->partner_jwt_keys, "partners.jwt.keys", &pg_hnd.partner_keys, err,
+                       errsz);
     if (rc == PG_OK)
         rc = check_stations(app->cfg, err, errsz);
     if (rc == PG_OK)
@@ -168,6 +175,7 @@ void pg_hnd_shutdown(void)
     pg_sf_rest_free(pg_hnd.sf_rest);
     pg_sf_oauth_free(pg_hnd.sf_oauth);
     pg_jwt_keyset_free(pg_hnd.sf_keys);
+    pg_jwt_keyset_free(pg_hnd.partner_keys);
     pg_map_free(pg_hnd.map);
     memset(&pg_hnd, 0, sizeof pg_hnd);
 }
@@ -216,8 +224,13 @@ static int authorize_sf_jwt(struct pg_req *req)
     return unauthorized(req, "Bearer error=\"invalid_token\"", detail);
 }
 
+static int authorize_partner(struct pg_req *req, const char *scope);
+static int has_bearer(struct pg_req *req);
+
 static int authorize_admin(struct pg_req *req)
 {
+    if (has_bearer(req))
+        return authorize_partner(req, "admin");
     char **hashes = pg_hnd.app->cfg->admin_key_hashes;
     if (!hashes || !hashes[0])
         return pg_req_problem(req, 403, "no admin API keys are configured", NULL);
@@ -232,11 +245,92 @@ static int authorize_admin(struct pg_req *req)
     return ok ? PG_OK : unauthorized(req, "ApiKey", "the admin X-Api-Key is not valid");
 }
 
+/* True when the token's scopes (OAuth "scope", space-separated, or an "scp" array) include want. */
+static int has_scope(const json_t *claims, const char *want)
+{
+    const char *sc = json_string_value(json_object_get(claims, "scope"));
+    size_t wl = strlen(want);
+    for (const char *p = sc; p && *p;) {
+        size_t l = strcspn(p, " ");
+        if (l == wl && strncmp(p, want, wl) == 0)
+            return 1;
+        p += l;
+        p += strspn(p, " ");
+    }
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(claims, "scp"), i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), want) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * A partner's bearer JWT: verified with the partner keys (several at once during a rotation; the
+ * algorithm pinned per key), then it must carry the scope the route needs. The principal is
+ * "partner:<sub>", restricted to the token's "stores" claim when it has one.
+ */
+static int authorize_partner(struct pg_req *req, const char *scope)
+{
+    const char *h = pg_req_header(req, "Authorization");
+    if (!pg_hnd.partner_keys || pg_jwt_keyset_count(pg_hnd.partner_keys) == 0)
+        return unauthorized(req, "Bearer", "partner tokens are not configured");
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    struct pg_jwt_policy pol = {
+        .iss = cfg->partner_jwt_iss,
+        .aud = cfg->partner_jwt_aud,
+        .skew_s = cfg->partner_jwt_skew_s,
+        .require_exp = 1,
+    };
+    char why[96] = "";
+    json_t *claims = NULL;
+    int rc = pg_jwt_verify(pg_hnd.partner_keys, &pol, h + 7, (int64_t)time(NULL), &claims, why,
+                           sizeof why);
+    if (rc != PG_OK) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "the bearer token was rejected: %s",
+                 rc == PG_ETOOLARGE ? "too large"
+                 : why[0]           ? why
+                                    : "invalid");
+        pg_log(PG_LOG_WARN, pg_req_id(req), "auth.partner_rejected", "%s", detail);
+        return unauthorized(req, "Bearer error=\"invalid_token\"", detail);
+    }
+    if (!has_scope(claims, scope)) {
+        json_decref(claims);
+        char detail[96];
+        snprintf(detail, sizeof detail, "the token lacks the scope %s", scope);
+        pg_req_add_header(req, "WWW-Authenticate", "Bearer error=\"insufficient_scope\"");
+        return pg_req_problem(req, 403, detail, NULL);
+    }
+    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    char id[160];
+    snprintf(id, sizeof id, "partner:%.140s", sub ? sub : "unknown");
+    json_t *p = json_pack("{s:s}", "id", id);
+    json_t *stores = json_object_get(claims, "stores");
+    if (json_is_array(stores))
+        json_object_set(p, "stores", stores);
+    json_decref(claims);
+    pg_req_set_principal(req, p);
+    return PG_OK;
+}
+
+static int has_bearer(struct pg_req *req)
+{
+    const char *h = pg_req_header(req, "Authorization");
+    return h && strncasecmp(h, "Bearer ", 7) == 0;
+}
+
+/*
+ * A station key: first the configured hashes (constant time over all of them), then Redis
+ * (pg:apikey:<sha256 hex> → {"id", "location", "stores"}), where operators can add and revoke
+ * keys without a restart.
+ */
 static int authorize_station(struct pg_req *req)
 {
-    json_t *stations = pg_hnd.app->cfg->lookup_stations;
-    if (json_object_size(stations) == 0)
-        return pg_req_problem(req, 403, "no station API keys are configured", NULL);
+    if (has_bearer(req))
+        return authorize_partner(req, "loyalty:read");
     const char *key = pg_req_header(req, "X-Api-Key");
     if (!key || !*key || strlen(key) > 256)
         return unauthorized(req, "ApiKey", "a station X-Api-Key is required");
@@ -245,15 +339,33 @@ static int authorize_station(struct pg_req *req)
     const json_t *match = NULL;
     const char *id;
     json_t *st;
-    json_object_foreach(stations, id, st) /* every entry compared: no timing hint */
+    json_object_foreach(pg_hnd.app->cfg->lookup_stations, id, st) /* all compared: no timing hint */
     {
         const char *h = json_string_value(json_object_get(st, "key_hash"));
         if (CRYPTO_memcmp(h + 7, hex, 64) == 0)
             match = st;
     }
-    if (!match)
+    if (match) {
+        pg_req_set_principal(req, json_incref((json_t *)match));
+        return PG_OK;
+    }
+    redisReply *r = NULL;
+    int rc = pg_redis_command(&r, "GET " PG_KEY_APIKEY "%s", hex);
+    json_t *entry = NULL;
+    if (rc == PG_OK && r->type == REDIS_REPLY_STRING)
+        entry = json_loadb(r->str, r->len, 0, NULL);
+    if (r)
+        freeReplyObject(r);
+    if (rc != PG_OK) {
+        pg_req_add_header(req, "Retry-After", "1");
+        return pg_req_problem(req, 503, "cannot check the station key right now", NULL);
+    }
+    if (!json_is_object(entry) || !json_is_string(json_object_get(entry, "id")) ||
+        !json_is_array(json_object_get(entry, "stores"))) {
+        json_decref(entry);
         return unauthorized(req, "ApiKey", "the station X-Api-Key is not valid");
-    pg_req_set_principal(req, match);
+    }
+    pg_req_set_principal(req, entry);
     return PG_OK;
 }
 

@@ -354,8 +354,8 @@ normalise(const char *name, const char *value, struct lookup *lk, char *why, siz
 static int store_allowed(struct pg_req *req, const char *store)
 {
     const json_t *station = pg_req_principal(req);
-    if (!store || !station)
-        return 1;
+    if (!store || !json_is_array(json_object_get(station, "stores")))
+        return 1; /* no store given, or a caller not restricted to stores */
     size_t i;
     json_t *s;
     json_array_foreach(json_object_get(station, "stores"), i, s)

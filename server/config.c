@@ -115,6 +115,11 @@ static const struct cfg_key keys[] = {
     {"salesforce.rest.private_key", CFG_SECRET, OFF(sf_private_key), 0, 0, 0, 0, NULL},
     {"salesforce.rest.api_version", CFG_STR, OFF(sf_api_version), 0, 0, 0, 0, "66.0"},
     {"salesforce.rest.token_ttl_s", CFG_INT, OFF(sf_token_ttl_s), 0, 60, 86400, 1800, NULL},
+    /* partners: bearer JWTs with scopes */
+    {"partners.jwt.iss", CFG_STR, OFF(partner_jwt_iss), 0, 0, 0, 0, NULL},
+    {"partners.jwt.aud", CFG_STR, OFF(partner_jwt_aud), 0, 0, 0, 0, NULL},
+    {"partners.jwt.skew_s", CFG_INT, OFF(partner_jwt_skew_s), 0, 0, 600, 60, NULL},
+    {"partners.jwt.keys", CFG_JSON, OFF(partner_jwt_keys), 0, 0, 0, 0, NULL},
     /* operators */
     {"admin.api_key_hashes", CFG_STRLIST, OFF(admin_key_hashes), 0, 0, 0, 0, NULL},
 };

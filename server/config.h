@@ -95,6 +95,11 @@ struct pg_config {
     char *sf_private_key; /* secret: PEM */
     char *sf_api_version;
     int sf_token_ttl_s;
+    /* partners */
+    char *partner_jwt_iss;
+    char *partner_jwt_aud;
+    int partner_jwt_skew_s;
+    json_t *partner_jwt_keys; /* same shape as salesforce.events_jwt.keys; several = rotation */
     /* operators */
     char **admin_key_hashes; /* "sha256:<hex>" of each admin API key */
 };

@@ -46,7 +46,7 @@ struct req_header {
 struct pg_req {
     void *data; /* a handler's per-request state (pg_req_set_data); freed at completion */
     void (*data_free)(void *);
-    const void *principal; /* who the authorizer admitted (borrowed from configuration) */
+    json_t *principal; /* who the authorizer admitted (owned reference) */
     struct MHD_Connection *conn;
     struct pg_http *srv;
     const struct pg_route *route;
@@ -345,12 +345,13 @@ void *pg_req_data(const struct pg_req *req)
     return req->data;
 }
 
-void pg_req_set_principal(struct pg_req *req, const void *principal)
+void pg_req_set_principal(struct pg_req *req, json_t *principal)
 {
+    json_decref(req->principal);
     req->principal = principal;
 }
 
-const void *pg_req_principal(const struct pg_req *req)
+const json_t *pg_req_principal(const struct pg_req *req)
 {
     return req->principal;
 }
@@ -698,6 +699,7 @@ static void on_completed(void *cls,
         free(req->hdrs[i].value);
     if (req->data_free)
         req->data_free(req->data);
+    json_decref(req->principal);
     pg_buf_free(&req->body);
     free(req->resp);
     free(req->path);

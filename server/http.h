@@ -152,9 +152,13 @@ void pg_req_set_data(struct pg_req *req, void *data, void (*data_free)(void *));
 /** The state given to pg_req_set_data (borrowed), or NULL. */
 void *pg_req_data(const struct pg_req *req);
 
-/** The authorizer records who it admitted (borrowed; must outlive the request). */
-void pg_req_set_principal(struct pg_req *req, const void *principal);
-const void *pg_req_principal(const struct pg_req *req);
+/**
+ * The authorizer records who it admitted: a JSON object with at least "id" (for rate limits and
+ * logs) and, when the caller is restricted to some stores, "stores".
+ * Ownership: steals principal; pg_req_principal's result is borrowed until the request ends.
+ */
+void pg_req_set_principal(struct pg_req *req, json_t *principal);
+const json_t *pg_req_principal(const struct pg_req *req);
 
 /** A query argument; borrowed; NULL if absent. */
 const char *pg_req_query(const struct pg_req *req, const char *name);

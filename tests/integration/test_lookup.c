@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "auth/jwt.h"
 #include "server/util.h"
 #include "tests/support/harness.h"
 
@@ -55,8 +57,13 @@ static int start_gateway(int cache_ttl_s)
         "\"tiers\":{\"Gold\":{\"discount_pct\":10,\"greeting\":\"Welcome back!\"}},"
         "\"stations\":{\"till-1\":{\"key_hash\":\"" KEY_HASH "\",\"location\":\"1234\","
         "\"stores\":[\"1234\"]},\"till-limited\":{\"key_hash\":\"" KEY_LIMITED_HASH "\","
-        "\"location\":\"1235\",\"stores\":[\"1235\"],\"rate_limit_per_minute\":3}}}}",
-        redis.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), sim.micros_url, cache_ttl_s);
+        "\"location\":\"1235\",\"stores\":[\"1235\"],\"rate_limit_per_minute\":3}}},"
+        "\"partners\":{\"jwt\":{\"iss\":\"https://partners.example\",\"aud\":\"posgate\","
+        "\"keys\":{\"p-2026a\":{\"alg\":\"RS256\",\"key\":\"file:%s\"},"
+        "\"p-2026b\":{\"alg\":\"RS256\",\"key\":\"file:%s\"}}}}}",
+        redis.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), sim.micros_url, cache_ttl_s,
+        pg_t_src("tests/data/jwt/test-rsa-a.pub.pem"),
+        pg_t_src("tests/data/jwt/test-rsa-b.pub.pem"));
     return pg_t_gateway_start(&gw, cfg);
 }
 
@@ -238,6 +245,78 @@ static void bad_parameters_are_400(void **state)
         assert_string_equal(ct, "application/problem+json");
         pg_t_resp_free(&r);
     }
+}
+
+/* A partner token signed with one of the two partner keys (rotation), with iss/aud/exp. */
+static char *partner_token(const char *keyfile, const char *kid, const char *scope, int exp_offset)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    assert_int_equal(pg_read_file(pg_t_src(keyfile), 1 << 16, &pem, &len), 0);
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:s}", "iss", "https://partners.example",
+                               "aud", "posgate", "sub", "acme-kiosk", "exp",
+                               (json_int_t)(time(NULL) + exp_offset), "scope", scope);
+    char *tok = NULL;
+    assert_int_equal(pg_jwt_sign_rs256(pem, len, kid, claims, &tok), 0);
+    json_decref(claims);
+    free(pem);
+    return tok;
+}
+
+static void partner_jwt_and_redis_keys(void **state)
+{
+    struct pg_t_resp r;
+    char h[4096];
+    const char *path = "/v1/loyalty/members?loyalty_id=LY-000123";
+    /* both keys of the rotation are accepted */
+    const char *keys[][2] = {{"tests/data/jwt/test-rsa-a.key.pem", "p-2026a"},
+                             {"tests/data/jwt/test-rsa-b.key.pem", "p-2026b"}};
+    for (int i = 0; i < 2; i++) {
+        char *t = partner_token(keys[i][0], keys[i][1], "loyalty:read checks:write", 300);
+        snprintf(h, sizeof h, "Authorization: Bearer %s", t);
+        assert_int_equal(lookup(path, NULL, h, &r), 200);
+        pg_t_resp_free(&r);
+        free(t);
+    }
+    /* the wrong scope is 403, an expired token 401, a token signed by b under a's kid 401 */
+    char *t = partner_token(keys[0][0], "p-2026a", "checks:write", 300);
+    snprintf(h, sizeof h, "Authorization: Bearer %s", t);
+    assert_int_equal(lookup(path, NULL, h, &r), 403);
+    pg_t_resp_free(&r);
+    free(t);
+    t = partner_token(keys[0][0], "p-2026a", "loyalty:read", -600);
+    snprintf(h, sizeof h, "Authorization: Bearer %s", t);
+    assert_int_equal(lookup(path, NULL, h, &r), 401);
+    pg_t_resp_free(&r);
+    free(t);
+    t = partner_token(keys[1][0], "p-2026a", "loyalty:read", 300);
+    snprintf(h, sizeof h, "Authorization: Bearer %s", t);
+    assert_int_equal(lookup(path, NULL, h, &r), 401);
+    pg_t_resp_free(&r);
+    free(t);
+
+    /* a station key added in Redis by an operator, bound to store 1235 */
+    assert_int_equal(
+        pg_t_redis_cmd(&redis, "SET pg:apikey:%s %s",
+                       "074b871ad2e9ac815c5a5c0668dbd29f76dc7b6995c48ad0390dbf5f4cedcc88",
+                       "{\"id\":\"till-redis\",\"location\":\"1235\","
+                       "\"stores\":[\"1235\"]}"),
+        0);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123&store=1235",
+                            "redis-station-key", NULL, &r),
+                     200);
+    pg_t_resp_free(&r);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123&store=1234",
+                            "redis-station-key", NULL, &r),
+                     403);
+    pg_t_resp_free(&r);
+    /* revoked: gone from Redis, refused at once */
+    assert_int_equal(
+        pg_t_redis_cmd(&redis, "DEL pg:apikey:%s",
+                       "074b871ad2e9ac815c5a5c0668dbd29f76dc7b6995c48ad0390dbf5f4cedcc88"),
+        0);
+    assert_int_equal(lookup(path, "redis-station-key", NULL, &r), 401);
+    pg_t_resp_free(&r);
 }
 
 static void auth_store_binding_and_rate_limit(void **state)
@@ -444,6 +523,7 @@ int main(void)
         cmocka_unit_test_setup(not_found_is_cached_briefly, reset),
         cmocka_unit_test_setup(bad_parameters_are_400, reset),
         cmocka_unit_test_setup(auth_store_binding_and_rate_limit, reset),
+        cmocka_unit_test_setup(partner_jwt_and_redis_keys, reset),
         cmocka_unit_test_setup(single_flight, reset),
         cmocka_unit_test_setup(token_expiry_renews_once, reset),
         cmocka_unit_test_setup(stale_if_error, reset),
