@@ -197,22 +197,26 @@ static void key_hash(const char *key, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
-static int authorize_sf_jwt(struct pg_req *req)
+/*
+ * Verify the request's bearer token against keys with the given issuer, audience and skew.
+ * PG_OK with *claims (new; may be NULL to skip) when it verifies; otherwise the 401 reply has
+ * been written and PG_EAUTH is returned.
+ */
+static int verify_bearer(struct pg_req *req,
+                         const struct pg_jwt_keyset *keys,
+                         const char *iss,
+                         const char *aud,
+                         int skew_s,
+                         json_t **claims)
 {
     const char *h = pg_req_header(req, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-        return unauthorized(req, "Bearer", "a Bearer token is required");
-    if (!pg_hnd.sf_keys || pg_jwt_keyset_count(pg_hnd.sf_keys) == 0)
-        return pg_req_problem(req, 403, "no Platform Event signing keys are configured", NULL);
-    const struct pg_config *cfg = pg_hnd.app->cfg;
-    struct pg_jwt_policy pol = {
-        .iss = cfg->sf_jwt_iss,
-        .aud = cfg->sf_jwt_aud,
-        .skew_s = cfg->sf_jwt_skew_s,
-        .require_exp = 1,
-    };
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+        unauthorized(req, "Bearer", "a Bearer token is required");
+        return PG_EAUTH;
+    }
+    struct pg_jwt_policy pol = {.iss = iss, .aud = aud, .skew_s = skew_s, .require_exp = 1};
     char why[96] = "";
-    int rc = pg_jwt_verify(pg_hnd.sf_keys, &pol, h + 7, (int64_t)time(NULL), NULL, why, sizeof why);
+    int rc = pg_jwt_verify(keys, &pol, h + 7, (int64_t)time(NULL), claims, why, sizeof why);
     if (rc == PG_OK)
         return PG_OK;
     char detail[160];
@@ -221,7 +225,17 @@ static int authorize_sf_jwt(struct pg_req *req)
              : why[0]           ? why
                                 : "invalid");
     pg_log(PG_LOG_WARN, pg_req_id(req), "auth.jwt_rejected", "%s", detail);
-    return unauthorized(req, "Bearer error=\"invalid_token\"", detail);
+    unauthorized(req, "Bearer error=\"invalid_token\"", detail);
+    return PG_EAUTH;
+}
+
+static int authorize_sf_jwt(struct pg_req *req)
+{
+    if (!pg_hnd.sf_keys || pg_jwt_keyset_count(pg_hnd.sf_keys) == 0)
+        return pg_req_problem(req, 403, "no Platform Event signing keys are configured", NULL);
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    return verify_bearer(req, pg_hnd.sf_keys, cfg->sf_jwt_iss, cfg->sf_jwt_aud, cfg->sf_jwt_skew_s,
+                         NULL);
 }
 
 static int authorize_partner(struct pg_req *req, const char *scope);
@@ -274,29 +288,14 @@ static int has_scope(const json_t *claims, const char *want)
  */
 static int authorize_partner(struct pg_req *req, const char *scope)
 {
-    const char *h = pg_req_header(req, "Authorization");
     if (!pg_hnd.partner_keys || pg_jwt_keyset_count(pg_hnd.partner_keys) == 0)
         return unauthorized(req, "Bearer", "partner tokens are not configured");
     const struct pg_config *cfg = pg_hnd.app->cfg;
-    struct pg_jwt_policy pol = {
-        .iss = cfg->partner_jwt_iss,
-        .aud = cfg->partner_jwt_aud,
-        .skew_s = cfg->partner_jwt_skew_s,
-        .require_exp = 1,
-    };
-    char why[96] = "";
     json_t *claims = NULL;
-    int rc = pg_jwt_verify(pg_hnd.partner_keys, &pol, h + 7, (int64_t)time(NULL), &claims, why,
-                           sizeof why);
-    if (rc != PG_OK) {
-        char detail[160];
-        snprintf(detail, sizeof detail, "the bearer token was rejected: %s",
-                 rc == PG_ETOOLARGE ? "too large"
-                 : why[0]           ? why
-                                    : "invalid");
-        pg_log(PG_LOG_WARN, pg_req_id(req), "auth.partner_rejected", "%s", detail);
-        return unauthorized(req, "Bearer error=\"invalid_token\"", detail);
-    }
+    int rc = verify_bearer(req, pg_hnd.partner_keys, cfg->partner_jwt_iss, cfg->partner_jwt_aud,
+                           cfg->partner_jwt_skew_s, &claims);
+    if (rc != PG_OK)
+        return rc;
     if (!has_scope(claims, scope)) {
         json_decref(claims);
         char detail[96];

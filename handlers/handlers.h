@@ -20,9 +20,9 @@ struct pg_hnd_state {
     const struct pg_app *app;
     struct pg_jwt_keyset *sf_keys;      /* keys that sign Platform Event callbacks */
     struct pg_jwt_keyset *partner_keys; /* keys that sign partner tokens */
-    struct pg_map *map;            /* Salesforce fields → canonical updates */
-    struct pg_sf_oauth *sf_oauth;  /* Salesforce token (NULL: REST not configured) */
-    struct pg_sf_rest *sf_rest;    /* Salesforce REST client for lookups on a miss */
+    struct pg_map *map;                 /* Salesforce fields → canonical updates */
+    struct pg_sf_oauth *sf_oauth;       /* Salesforce token (NULL: REST not configured) */
+    struct pg_sf_rest *sf_rest;         /* Salesforce REST client for lookups on a miss */
 };
 
 extern struct pg_hnd_state pg_hnd;
