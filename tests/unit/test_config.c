@@ -191,6 +191,16 @@ static void demo_config_loads(void **state)
     free(text);
 }
 
+static void docker_config_loads(void **state)
+{
+    struct pg_config *c = NULL;
+    int rc = pg_config_load(pg_t_src("config/posgate.docker.json"), &c, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_string_equal(c->listen_address, "0.0.0.0"); /* reachable from outside the container */
+    pg_config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +215,7 @@ int main(void)
         cmocka_unit_test(secrets),
         cmocka_unit_test(push_and_lists),
         cmocka_unit_test(demo_config_loads),
+        cmocka_unit_test(docker_config_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
