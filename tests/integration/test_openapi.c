@@ -159,12 +159,12 @@ static const char *expected_security(enum pg_auth_policy p)
         return "";
     case PG_AUTH_SF_JWT:
         return "salesforceEventsJwt";
-    case PG_AUTH_STATION: /* today: a station API key (partner JWTs come later) */
-        return "stationApiKey";
+    case PG_AUTH_STATION: /* a station API key, or a partner JWT with loyalty:read */
+        return "partnerJwt|stationApiKey";
     case PG_AUTH_PARTNER:
         return "partnerJwt";
-    case PG_AUTH_ADMIN:
-        return "adminApiKey";
+    case PG_AUTH_ADMIN: /* the admin API key, or a partner JWT with the admin scope */
+        return "adminApiKey|partnerJwt";
     }
     return "?";
 }
