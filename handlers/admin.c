@@ -86,7 +86,7 @@ static int replay_one(const struct pg_store_dead *d, const char *rid)
     return rc;
 }
 
-int pg_hnd_dead_letter_replay(struct pg_req *req)
+static int dead_letter_replay(struct pg_req *req)
 {
     const char *id = pg_req_param(req, "id");
     struct pg_store_dead_list l = {0};
@@ -108,7 +108,7 @@ int pg_hnd_dead_letter_replay(struct pg_req *req)
     return pg_req_reply_json(req, 202, json_pack("{s:[s]}", "replayed", id));
 }
 
-int pg_hnd_dead_letters_replay_all(struct pg_req *req)
+static int dead_letters_replay_all(struct pg_req *req)
 {
     json_t *ids = json_array();
     int rc = PG_OK;
@@ -239,4 +239,30 @@ int pg_hnd_audit(struct pg_req *req)
     }
     return pg_req_reply_json(req, 200,
                              json_pack("{s:s, s:o}", "salesforce_id", sfid, "events", events));
+}
+
+/* The replay POSTs honour Idempotency-Key: a partner's retry replays the first answer. */
+static int idempotent(struct pg_req *req, int (*run)(struct pg_req *))
+{
+    char slot[512];
+    if (pg_hnd_idem_begin(req, slot, sizeof slot) != PG_OK)
+        return PG_OK; /* the reply is set */
+    int rc = run(req);
+    if (rc < 0 && pg_req_reply_status(req) == 0) {
+        /* turn the error into its reply now, so the stored reply is the one sent */
+        pg_req_problem(req, pg_err_http_status(rc), pg_strerror(rc), NULL);
+        rc = PG_OK;
+    }
+    pg_hnd_idem_finish(req, slot);
+    return rc;
+}
+
+int pg_hnd_dead_letter_replay(struct pg_req *req)
+{
+    return idempotent(req, dead_letter_replay);
+}
+
+int pg_hnd_dead_letters_replay_all(struct pg_req *req)
+{
+    return idempotent(req, dead_letters_replay_all);
 }

@@ -256,7 +256,10 @@ static int authorize_admin(struct pg_req *req)
     int ok = 0;
     for (char **h = hashes; *h; h++) /* no early exit: timing does not tell which key matched */
         ok |= CRYPTO_memcmp(*h + 7, hex, 64) == 0;
-    return ok ? PG_OK : unauthorized(req, "ApiKey", "the admin X-Api-Key is not valid");
+    if (!ok)
+        return unauthorized(req, "ApiKey", "the admin X-Api-Key is not valid");
+    pg_req_set_principal(req, json_pack("{s:s}", "id", "admin"));
+    return PG_OK;
 }
 
 /* True when the token's scopes (OAuth "scope", space-separated, or an "scp" array) include want. */

@@ -65,6 +65,12 @@ int pg_hnd_member_lookup(struct pg_req *req);
 int pg_hnd_member_get(struct pg_req *req);
 int pg_hnd_loyalty_metrics(struct pg_buf *out);
 
+/* idempotency.c: Idempotency-Key on partner POSTs. A handler calls begin first (slot receives
+ * the Redis key, at least 512 bytes): PG_OK means run and then call finish with the slot; any
+ * other code means the reply (stored replay, 409, 422, 400, 503) is already set. */
+int pg_hnd_idem_begin(struct pg_req *req, char *slot, size_t slotsz);
+void pg_hnd_idem_finish(struct pg_req *req, const char *slot);
+
 /* admin.c */
 int pg_hnd_dead_letters_list(struct pg_req *req);
 int pg_hnd_dead_letter_replay(struct pg_req *req);

@@ -332,6 +332,20 @@ int pg_req_defer(struct pg_req *req, pg_handler_fn next)
 
 /* ---------------------------------------------------------------- accessors */
 
+int pg_req_reply_status(const struct pg_req *req)
+{
+    return req->replied ? req->status : 0;
+}
+
+const char *pg_req_reply_body(const struct pg_req *req, size_t *len, const char **content_type)
+{
+    if (len)
+        *len = req->replied ? req->resp_len : 0;
+    if (content_type)
+        *content_type = req->content_type;
+    return req->replied && req->resp ? req->resp : "";
+}
+
 void pg_req_set_data(struct pg_req *req, void *data, void (*data_free)(void *))
 {
     if (req->data_free)

@@ -146,6 +146,10 @@ int pg_req_query_each(const struct pg_req *req,
                       int (*cb)(void *ud, const char *k, const char *v),
                       void *ud);
 
+/** The reply set so far: its status (0 when none), body and content type (borrowed). */
+int pg_req_reply_status(const struct pg_req *req);
+const char *pg_req_reply_body(const struct pg_req *req, size_t *len, const char **content_type);
+
 /** Attach handler state to the request. Ownership: steals data; data_free runs at completion. */
 void pg_req_set_data(struct pg_req *req, void *data, void (*data_free)(void *));
 

@@ -18,6 +18,7 @@
 #define PG_KEY_MEMBER_SF "pg:member:sf:" /* + sfid: the member cache entry (sync/member.h) */
 #define PG_KEY_LOOKUP "pg:lk:"           /* + kind:value → sfid, or "!nf" (not found) */
 #define PG_KEY_APIKEY "pg:apikey:"       /* + sha256 hex of a station key → {"id", "stores"} */
+#define PG_KEY_IDEM "pg:idem:"           /* + caller:route:key → stored reply (24 h) */
 #define PG_KEY_RATE "pg:rl:"             /* + key id:window → request count */
 #define PG_KEY_STATS "pg:push:stats"     /* hash: deliveries by outcome (all processes) */
 

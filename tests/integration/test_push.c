@@ -679,6 +679,46 @@ static void webhook_target_delivers_signed_json(void **state)
     pg_t_proc_destroy(&g2);
 }
 
+static long admin_idem(const char *path, const char *key, struct pg_t_resp *r)
+{
+    char u[512], kh[300];
+    snprintf(u, sizeof u, "%s%s", gw.url, path);
+    snprintf(kh, sizeof kh, "Idempotency-Key: %s", key);
+    const char *h[] = {"X-Api-Key: " ADMIN_KEY, kh, NULL};
+    pg_t_http("POST", u, h, "", 0, 10000, r);
+    return r->status;
+}
+
+/* Idempotency-Key on the replay POSTs: a retry gets the stored reply; another request under the
+ * same key is 422; a key whose first request is still running is 409. */
+static void replay_honours_idempotency_key(void **state)
+{
+    struct pg_t_resp r;
+    char h[64];
+    assert_int_equal(admin_idem("/v1/admin/dead-letters/1-1/replay", "k-one", &r), 404);
+    assert_int_not_equal(pg_t_resp_header(&r, "Idempotent-Replayed", h, sizeof h), 0);
+    char *first = strdup(r.body);
+    pg_t_resp_free(&r);
+    assert_int_equal(admin_idem("/v1/admin/dead-letters/1-1/replay", "k-one", &r), 404);
+    assert_int_equal(pg_t_resp_header(&r, "Idempotent-Replayed", h, sizeof h), 0);
+    assert_string_equal(r.body, first); /* the stored reply, request id and all */
+    pg_t_resp_free(&r);
+    free(first);
+    assert_int_equal(admin_idem("/v1/admin/dead-letters/2-2/replay", "k-one", &r), 422);
+    pg_t_resp_free(&r);
+    /* a first request still running (its record says so) */
+    assert_int_equal(
+        pg_t_redis_cmd(&redis,
+                       "HSET pg:idem:admin:admin_dead_letters_replay:k-two "
+                       "state running fp %s",
+                       "dd4c31adafac42b1b6110bc4e3b12750789bf971b7408519609fd8f7ffb91ae3"),
+        0);
+    assert_int_equal(admin_idem("/v1/admin/dead-letters/replay", "k-two", &r), 409);
+    pg_t_resp_free(&r);
+    assert_int_equal(admin_idem("/v1/admin/dead-letters/replay", "bad key with spaces", &r), 400);
+    pg_t_resp_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +732,7 @@ int main(void)
         cmocka_unit_test_setup(redis_down_no_ack_then_delivered, reset),
         cmocka_unit_test_setup(credentials_are_checked, reset),
         cmocka_unit_test_setup(webhook_target_delivers_signed_json, reset),
+        cmocka_unit_test_setup(replay_honours_idempotency_key, reset),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
