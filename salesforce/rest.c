@@ -296,6 +296,26 @@ static int path_done(struct pg_buf *b, int rc)
     return PG_OK;
 }
 
+/* GET the path in b and hand back the record it names (a JSON object). */
+static int get_record(struct pg_sf_rest *r,
+                      const struct pg_buf *b,
+                      int64_t deadline_ms,
+                      json_t **record,
+                      struct pg_sf_error *err)
+{
+    json_t *j = NULL;
+    int rc = sf_get(r, b->data, deadline_ms, &j, err);
+    if (rc)
+        return rc;
+    if (!json_is_object(j)) {
+        json_decref(j);
+        set_err(err, 200, "", "reply is not a record");
+        return PG_EPROTO;
+    }
+    *record = j;
+    return PG_OK;
+}
+
 int pg_sf_rest_get_by_external_id(struct pg_sf_rest *r,
                                   const char *object,
                                   const char *field,
@@ -321,18 +341,9 @@ int pg_sf_rest_get_by_external_id(struct pg_sf_rest *r,
         rc = append_fields(&b, fields);
     if ((rc = path_done(&b, rc)))
         return rc;
-    json_t *j = NULL;
-    rc = sf_get(r, b.data, deadline_ms, &j, err);
+    rc = get_record(r, &b, deadline_ms, record, err);
     pg_buf_free(&b);
-    if (rc)
-        return rc;
-    if (!json_is_object(j)) {
-        json_decref(j);
-        set_err(err, 200, "", "reply is not a record");
-        return PG_EPROTO;
-    }
-    *record = j;
-    return PG_OK;
+    return rc;
 }
 
 int pg_sf_rest_get_by_id(struct pg_sf_rest *r,
@@ -356,18 +367,9 @@ int pg_sf_rest_get_by_id(struct pg_sf_rest *r,
         rc = append_fields(&b, fields);
     if ((rc = path_done(&b, rc)))
         return rc;
-    json_t *j = NULL;
-    rc = sf_get(r, b.data, deadline_ms, &j, err);
+    rc = get_record(r, &b, deadline_ms, record, err);
     pg_buf_free(&b);
-    if (rc)
-        return rc;
-    if (!json_is_object(j)) {
-        json_decref(j);
-        set_err(err, 200, "", "reply is not a record");
-        return PG_EPROTO;
-    }
-    *record = j;
-    return PG_OK;
+    return rc;
 }
 
 int pg_sf_rest_query(struct pg_sf_rest *r,
