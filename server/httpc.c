@@ -113,6 +113,8 @@ struct xfer {
     const char *cap_name; /* req->capture_header or NULL */
     char *cap_out;        /* resp->captured */
     size_t cap_sz;
+    int cap_all;       /* req->capture_all */
+    struct pg_buf all; /* every value, "\n"-joined */
 };
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -141,6 +143,7 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         x->retry_after_s = -1;
         if (x->cap_out)
             x->cap_out[0] = '\0';
+        pg_buf_reset(&x->all);
         return n;
     }
     size_t cl = x->cap_name ? strlen(x->cap_name) : 0;
@@ -153,6 +156,16 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
         size_t vl = (size_t)(e - v) < x->cap_sz - 1 ? (size_t)(e - v) : x->cap_sz - 1;
         memcpy(x->cap_out, v, vl);
         x->cap_out[vl] = '\0';
+        if (x->cap_all && e > v) {
+            /* Past the cap the value is dropped (never a partial value); ENOMEM likewise. */
+            size_t before = x->all.len;
+            if ((before && pg_buf_append(&x->all, "\n", 1) != PG_OK) ||
+                pg_buf_append(&x->all, v, (size_t)(e - v)) != PG_OK) {
+                x->all.len = before;
+                if (x->all.data)
+                    x->all.data[before] = '\0';
+            }
+        }
         return n;
     }
     static const char name[] = "Retry-After:";
@@ -216,6 +229,7 @@ void pg_httpc_resp_free(struct pg_httpc_resp *resp)
         return;
     free(resp->body);
     free(resp->content_type);
+    free(resp->captured_all);
     resp_init(resp);
 }
 
@@ -259,7 +273,9 @@ int pg_httpc_do(const struct pg_httpc_req *req, struct pg_httpc_resp *resp)
     struct xfer x = {.retry_after_s = -1,
                      .cap_name = req->capture_header,
                      .cap_out = resp->captured,
-                     .cap_sz = sizeof resp->captured};
+                     .cap_sz = sizeof resp->captured,
+                     .cap_all = req->capture_all && req->capture_header};
+    pg_buf_init(&x.all, PG_HTTPC_CAPTURE_ALL_MAX);
     size_t cap = req->max_response_bytes ? req->max_response_bytes : PG_HTTPC_DEFAULT_MAX_RESPONSE;
     pg_buf_init(&x.body, cap);
     char errbuf[CURL_ERROR_SIZE] = "";
@@ -329,6 +345,8 @@ int pg_httpc_do(const struct pg_httpc_req *req, struct pg_httpc_resp *resp)
         if (rc == PG_OK) {
             resp->len = x.body.len;
             resp->body = pg_buf_steal(&x.body);
+            if (x.all.len)
+                resp->captured_all = pg_buf_steal(&x.all);
         }
     } else {
         if (rc == PG_ETOOLARGE)
@@ -342,6 +360,7 @@ int pg_httpc_do(const struct pg_httpc_req *req, struct pg_httpc_resp *resp)
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_slist_free_all(hdrs);
     pg_buf_free(&x.body);
+    pg_buf_free(&x.all);
     if (rc != PG_OK) {
         free(resp->content_type);
         resp->content_type = NULL;

@@ -31,10 +31,16 @@ struct pg_httpc_req {
     int timeout_ms;             /* whole transfer; <= 0: 30000 */
     size_t max_response_bytes;  /* body cap -> PG_ETOOLARGE; 0: PG_HTTPC_DEFAULT_MAX_RESPONSE */
     const char *capture_header; /* one response header to copy into resp->captured, or NULL */
+    int capture_all;            /* with capture_header: also collect every occurrence (e.g. each
+                                   Set-Cookie), "\n"-joined, into resp->captured_all */
 };
 
 /* Defined while pg_httpc_req has capture_header, so callers can test for it. */
 #define PG_HTTPC_CAPTURE_HEADER 1
+/* Defined while pg_httpc_req has capture_all (and pg_httpc_resp captured_all). */
+#define PG_HTTPC_CAPTURE_ALL 1
+/* Cap on resp->captured_all (the values beyond it are dropped). */
+#define PG_HTTPC_CAPTURE_ALL_MAX (64u << 10)
 
 struct pg_httpc_resp {
     long status;        /* HTTP status; 0 when no response headers arrived */
@@ -45,6 +51,8 @@ struct pg_httpc_resp {
     double total_ms;    /* whole transfer time */
     char error[256];    /* transport error text when the call did not return PG_OK, else "" */
     char captured[256]; /* req->capture_header's value (trimmed, truncated); "" when absent */
+    char *captured_all; /* owned or NULL: with req->capture_all, every value of the header in
+                           the final response, trimmed, "\n"-joined (NULL when none) */
 };
 
 /**
