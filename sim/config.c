@@ -367,6 +367,61 @@ static int parse_webhook_secret(
     return PG_OK;
 }
 
+/* micros.bi: the BI API's API account, tokens, rate limit; "generate" is checked at init. */
+static int parse_bi(json_t *bi, struct pg_sim_config *cfg, char *err, size_t errsz)
+{
+    static const char *const keys[] = {"username",
+                                       "password",
+                                       "client_id",
+                                       "redirect_uri",
+                                       "jwt_secret",
+                                       "token_ttl_s",
+                                       "code_ttl_s",
+                                       "rate_limit_per_min",
+                                       "require_application_name",
+                                       "generate",
+                                       NULL};
+    int rc;
+    if (!bi)
+        return PG_OK;
+    if (!json_is_object(bi)) {
+        snprintf(err, errsz, "micros.bi: must be an object");
+        return PG_ECONFIG;
+    }
+    json_t *req_app = json_object_get(bi, "require_application_name"),
+           *gen = json_object_get(bi, "generate");
+    if ((rc = check_keys(bi, "micros.bi", keys, err, errsz)) ||
+        (rc = get_str(bi, "micros.bi", "username", cfg->micros.bi.username,
+                      sizeof cfg->micros.bi.username, err, errsz)) ||
+        (rc = get_str(bi, "micros.bi", "password", cfg->micros.bi.password,
+                      sizeof cfg->micros.bi.password, err, errsz)) ||
+        (rc = get_str(bi, "micros.bi", "client_id", cfg->micros.bi.client_id,
+                      sizeof cfg->micros.bi.client_id, err, errsz)) ||
+        (rc = get_str(bi, "micros.bi", "redirect_uri", cfg->micros.bi.redirect_uri,
+                      sizeof cfg->micros.bi.redirect_uri, err, errsz)) ||
+        (rc = get_str(bi, "micros.bi", "jwt_secret", cfg->micros.bi.jwt_secret,
+                      sizeof cfg->micros.bi.jwt_secret, err, errsz)) ||
+        (rc = get_int(bi, "micros.bi", "token_ttl_s", 1, 90LL * 86400, &cfg->micros.bi.token_ttl_s,
+                      err, errsz)) ||
+        (rc = get_int(bi, "micros.bi", "code_ttl_s", 1, 3600, &cfg->micros.bi.code_ttl_s, err,
+                      errsz)) ||
+        (rc = get_int(bi, "micros.bi", "rate_limit_per_min", 0, 1000000,
+                      &cfg->micros.bi.rate_limit_per_min, err, errsz)))
+        return rc;
+    if (req_app && !json_is_boolean(req_app)) {
+        snprintf(err, errsz, "micros.bi.require_application_name: must be true or false");
+        return PG_ECONFIG;
+    }
+    if (req_app)
+        cfg->micros.bi.require_application_name = json_is_true(req_app);
+    if (gen && !json_is_object(gen)) {
+        snprintf(err, errsz, "micros.bi.generate: must be an object");
+        return PG_ECONFIG;
+    }
+    cfg->micros.bi.generate = gen ? json_deep_copy(gen) : NULL;
+    return PG_OK;
+}
+
 static int
 parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, size_t errsz)
 {
@@ -377,7 +432,7 @@ parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, s
                                           "api_limit", "jwt",  "oauth",  "external_id_fields",
                                           NULL};
     static const char *const mi_keys[] = {
-        "port", "seed", "org", "gl", "webhook_secret", "webhook_tolerance_s", NULL};
+        "port", "seed", "org", "gl", "webhook_secret", "webhook_tolerance_s", "bi", NULL};
     json_t *sf, *mi;
     char level[16] = "info";
     long long max_body = cfg->max_body_bytes, entries = cfg->log_entries,
@@ -416,6 +471,7 @@ parse(json_t *root, const char *cfg_dir, struct pg_sim_config *cfg, char *err, s
                            8, &cfg->sf.n_external_id_fields, err, errsz)) ||
         (rc = parse_gl(json_object_get(mi, "gl"), cfg, err, errsz)) ||
         (rc = parse_webhook_secret(mi, cfg_dir, cfg, err, errsz)) ||
+        (rc = parse_bi(json_object_get(mi, "bi"), cfg, err, errsz)) ||
         (rc = get_int(mi, "micros", "webhook_tolerance_s", 1, 86400,
                       &cfg->micros.webhook_tolerance_s, err, errsz)))
         return rc;
@@ -492,6 +548,17 @@ int pg_sim_config_load(const char *path, struct pg_sim_config *cfg, char *err, s
     snprintf(cfg->micros.gl.logon, sizeof cfg->micros.gl.logon, "posgate");
     snprintf(cfg->micros.gl.password, sizeof cfg->micros.gl.password, "posgate-gl-demo");
     cfg->micros.webhook_tolerance_s = 300;
+    snprintf(cfg->micros.bi.username, sizeof cfg->micros.bi.username, "posgate-api");
+    snprintf(cfg->micros.bi.password, sizeof cfg->micros.bi.password, "posgate-bi-demo");
+    snprintf(cfg->micros.bi.client_id, sizeof cfg->micros.bi.client_id,
+             "UE9TR0FURS5URVNULk9OTFkuY2xpZW50");
+    snprintf(cfg->micros.bi.redirect_uri, sizeof cfg->micros.bi.redirect_uri,
+             "apiaccount://callback");
+    snprintf(cfg->micros.bi.jwt_secret, sizeof cfg->micros.bi.jwt_secret,
+             "posgate-bi-TEST-ONLY-hs256-secret");
+    cfg->micros.bi.token_ttl_s = 14 * 86400;
+    cfg->micros.bi.code_ttl_s = 120;
+    cfg->micros.bi.require_application_name = 1;
 
     json_error_t jerr;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
@@ -517,6 +584,8 @@ void pg_sim_config_free(struct pg_sim_config *cfg)
     free(cfg->sf.oauth.certificate_pem);
     cfg->sf.oauth.certificate_pem = NULL;
     free(cfg->micros.webhook_secret);
+    json_decref(cfg->micros.bi.generate);
+    cfg->micros.bi.generate = NULL;
     cfg->sf.seed = cfg->micros.seed = NULL;
     cfg->sf.jwt.private_key_pem = cfg->sf.jwt.hs256_secret = cfg->micros.webhook_secret = NULL;
 }

@@ -1,10 +1,11 @@
 /*
  * The MICROS simulator: the enterprise's locations and revenue centers (BI API dimension shapes,
- * micros-wire.md §1.5) and the BI API's error body (§1.8). Later issues add the BI operations
- * (POST /bi/v1/{org}/...) and the OIDC sign-in to `routes`. The Gift & Loyalty host is in
- * sim/mi_gl.c, the webhook receiver in sim/mi_webhook.c.
+ * micros-wire.md §1.5) and the BI API's error body (§1.8). The BI API itself (OIDC sign-in,
+ * POST /bi/v1/{org}/..., generated checks) is in sim/mi_bi.c and sim/mi_bi_gen.c, the Gift &
+ * Loyalty host in sim/mi_gl.c, the webhook receiver in sim/mi_webhook.c.
  */
 #include "sim/sim.h"
+#include "sim/mi_bi.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -29,14 +30,29 @@ mi_error_reply(struct pg_sim *sim, int status, const char *msg, struct pg_sim_re
 static const struct pg_sim_route mi_routes[] = {
     {"POST", "/ws/services/StoredValueService", 0, pg_sim_gl_process},
     {"POST", "/webhooks/loyalty", 0, pg_sim_webhook_receive},
+    /* BI API (sim/mi_bi.c): sign-in, operations, controls */
+    {"*", "/oidc-provider/", 1, pg_sim_bi_oidc},
+    {"*", "/bi/v1/", 1, pg_sim_bi_api},
+    {"POST", "/_sim/bi/late-upload", 0, pg_sim_bi_late_upload},
+    {"POST", "/_sim/bi/tokens/expire", 0, pg_sim_bi_tokens_expire},
     {NULL, NULL, 0, NULL},
 };
+
+/* GET /_sim/state: the seed records plus the BI API's "bi" summary. */
+static json_t *mi_state_view(struct pg_sim *sim)
+{
+    json_t *v = json_copy(sim->state);
+    json_object_set_new(v, "bi", pg_sim_bi_state(sim));
+    return v;
+}
 
 static const struct pg_sim_ops mi_ops = {
     .name = "micros",
     .routes = mi_routes,
     .error_reply = mi_error_reply,
-    .reset = NULL,
+    .reset = pg_sim_bi_reset,
+    .state_view = mi_state_view,
+    .destroy = pg_sim_bi_destroy,
 };
 
 static int find_loc(json_t *locations, const char *loc_ref)
@@ -161,5 +177,7 @@ int pg_sim_micros_init(struct pg_sim *sim,
     rc = pg_sim_init(sim, &mi_ops, cfg, seed);
     if (rc)
         snprintf(err, errsz, "micros: out of memory");
+    else
+        rc = pg_sim_bi_init(sim, err, errsz);
     return rc;
 }

@@ -75,6 +75,19 @@ struct pg_sim_config {
         } gl;
         char *webhook_secret; /* "whsec_<base64>" or NULL (then the receiver answers 503) */
         long long webhook_tolerance_s;
+        /* BI API (sim/mi_bi.c): the OIDC sign-in's API account and the generated data. */
+        struct {
+            char username[128];
+            char password[128];
+            char client_id[256];
+            char redirect_uri[256];
+            char jwt_secret[256];         /* HS256 key of the id_token (TEST ONLY) */
+            long long token_ttl_s;        /* id_token exp = iat + this */
+            long long code_ttl_s;         /* authorization codes expire after this */
+            long long rate_limit_per_min; /* BI calls per minute, 0 = unlimited */
+            int require_application_name;
+            json_t *generate; /* the "generate" object as written (checked at init) or NULL */
+        } bi;
     } micros;
 };
 

@@ -169,7 +169,7 @@ static void test_sim_not_found_shapes(void **state)
     assert_non_null(json_string_value(json_object_get(json_array_get(j, 0), "message")));
     json_decref(j);
 
-    assert_int_equal(req("POST", mi("/bi/v1/ACME/getGuestChecks"), JSON_HDR,
+    assert_int_equal(req("POST", mi("/bi/v2/ACME/getGuestChecks"), JSON_HDR,
                          "{\"locRef\":\"1234\",\"busDt\":\"2026-03-02\"}", &j),
                      404);
     assert_int_equal(json_integer_value(json_object_get(j, "status")), 404);
@@ -372,7 +372,7 @@ static void test_sim_faults_queue_in_order(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(req("GET", sf("/services/data/"), NULL, NULL, NULL), 504);
     /* faults are per simulator */
-    assert_int_equal(req("POST", mi("/bi/v1/ACME/getLatestBusDt"), JSON_HDR, "{}", NULL), 404);
+    assert_int_equal(req("POST", mi("/bi/v2/ACME/getLatestBusDt"), JSON_HDR, "{}", NULL), 404);
     assert_int_equal(req("DELETE", sf("/_sim/faults"), NULL, NULL, NULL), 200);
     assert_int_equal(req("GET", sf("/services/data/"), NULL, NULL, NULL), 200);
 }
