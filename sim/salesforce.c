@@ -228,6 +228,9 @@ sf_record_patch(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_
 
 static const struct pg_sim_route sf_routes[] = {
     {"PATCH", "/_sim/records/Contact/", 1, sf_record_patch},
+    {"GET", "/_sim/collections", 0, pg_sim_sf_coll_settings},
+    {"POST", "/_sim/collections", 0, pg_sim_sf_coll_settings},
+    {"POST", "/_sim/collections/records", 0, pg_sim_sf_coll_records},
     {"POST", "/_sim/outbound-messages", 0, pg_sim_om_post},
     {"GET", "/_sim/outbound-messages", 0, pg_sim_om_get},
     {"POST", "/_sim/platform-events", 0, pg_sim_pe_post},
@@ -237,6 +240,7 @@ static const struct pg_sim_route sf_routes[] = {
     {"GET", "/services/data", 0, sf_versions},
     {"POST", "/services/oauth2/token", 0, pg_sim_sf_token},
     {"*", "/services/oauth2/", 1, sf_oauth_not_found},
+    {"PATCH", "/services/data/v", 1, pg_sim_sf_collections}, /* others: pg_sim_sf_data */
     {"*", "/services/data/v", 1, pg_sim_sf_data},
     {"*", "/services/", 1, sf_not_found}, /* REST paths we do not serve yet still count */
     {NULL, NULL, 0, NULL},
@@ -249,6 +253,7 @@ static void sf_reset(struct pg_sim *sim)
     p->grants = 0; /* issued tokens stay valid: a reset is not a logout */
     if (p->om)
         pg_sim_om_clear(p->om);
+    pg_sim_sf_coll_reset(sim);
 }
 
 static json_t *sf_state_view(struct pg_sim *sim)
@@ -256,6 +261,8 @@ static json_t *sf_state_view(struct pg_sim *sim)
     json_t *v = json_copy(sim->state);
     if (v)
         json_object_set_new(v, "oauth", pg_sim_sf_oauth_state(sim));
+    if (v)
+        pg_sim_sf_coll_state(sim, v);
     return v;
 }
 
@@ -271,6 +278,7 @@ static void sf_destroy(struct pg_sim *sim)
         p->ntokens = p->cap = 0;
         json_decref(p->fields);
         json_decref(p->types);
+        pg_sim_sf_coll_free(p);
         p->fields = p->types = NULL;
     }
 }
@@ -519,6 +527,8 @@ int pg_sim_salesforce_init(struct pg_sim *sim,
         rc = PG_ENOMEM;
     if (rc == PG_OK)
         rc = pg_sim_sf_describe_init(sim->priv, json_object_get(sim->seed, "contacts"));
+    if (rc == PG_OK)
+        rc = pg_sim_sf_coll_init(sim->priv);
     if (rc == PG_OK) {
         uint64_t r = 0;
         /* replayIds are opaque and only grow; start somewhere that is not 1 */

@@ -19,9 +19,10 @@ struct sf_priv {
     struct pg_sim_om_queue *om;
     struct sf_token *tokens; /* issued access tokens (kept across resets, like an org's sessions) */
     size_t ntokens, cap;
-    long long grants; /* successful token endpoint grants since the last reset */
-    json_t *fields;   /* the Contact "describe": array of field API names, in output order */
-    json_t *types;    /* field name -> "id" | "string" | "double" | "datetime" | "boolean" */
+    long long grants;     /* successful token endpoint grants since the last reset */
+    json_t *fields;       /* the Contact "describe": array of field API names, in output order */
+    json_t *types;        /* field name -> "id" | "string" | "double" | "datetime" | "boolean" */
+    struct sf_coll *coll; /* sObject Collections upsert settings and counters (sf_collections.c) */
 };
 
 /* sim/salesforce.c */
@@ -54,5 +55,24 @@ char *pg_sim_form_get(const char *form, size_t len, const char *name);
 void pg_sim_sf_data(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out);
 /** Build the Contact describe (fields, types) from the seed. */
 int pg_sim_sf_describe_init(struct sf_priv *p, json_t *contacts);
+
+/* sim/sf_collections.c */
+/** PATCH under /services/data/v: composite/sobjects upserts; other paths go to pg_sim_sf_data. */
+void pg_sim_sf_collections(struct pg_sim *sim,
+                           const struct pg_sim_req *req,
+                           struct pg_sim_reply *out);
+/** GET/POST /_sim/collections (settings) and POST /_sim/collections/records (raw records). */
+void pg_sim_sf_coll_settings(struct pg_sim *sim,
+                             const struct pg_sim_req *req,
+                             struct pg_sim_reply *out);
+void pg_sim_sf_coll_records(struct pg_sim *sim,
+                            const struct pg_sim_req *req,
+                            struct pg_sim_reply *out);
+int pg_sim_sf_coll_init(struct sf_priv *p);
+void pg_sim_sf_coll_free(struct sf_priv *p);
+/** Back to the default settings, counters to 0. Caller holds sim->mu. */
+void pg_sim_sf_coll_reset(struct pg_sim *sim);
+/** Add the collections' arrays, price books and counters to a /_sim/state view (lock held). */
+void pg_sim_sf_coll_state(struct pg_sim *sim, json_t *view);
 
 #endif

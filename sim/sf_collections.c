@@ -1,0 +1,1267 @@
+/*
+ * The Salesforce simulator's sObject Collections upsert (salesforce-wire.md §4.3, §4.4, §4.6,
+ * §5.2-§5.6, §5.8):
+ *
+ *     PATCH /services/data/vXX.X/composite/sobjects/{SObject}/{ExternalIdField}
+ *     {"allOrNone": bool, "records": [{"attributes": {"type": SObject}, ...}, ...]}
+ *
+ * for Order, OrderItem, Product2, PricebookEntry, Payment and one custom payment object. Records
+ * are matched on the external id field (text compared case-insensitively, as a Unique external id
+ * is by default), created (created: true) or updated (created: false), answered in input order
+ * with HTTP 200; a malformed request is a 400 error array. Validation per object: required fields,
+ * restricted picklists, create-only and read-only fields, parent references by Id or by external
+ * id, price book and currency rules. A configurable fraction of records fails with
+ * UNABLE_TO_LOCK_ROW (deterministic from a seed). Stored records show in GET /_sim/state.
+ * Runtime settings: GET/POST /_sim/collections; raw records (e.g. duplicates): POST
+ * /_sim/collections/records. sim/README.md lists every error and its confidence.
+ */
+#include "sim/sf.h"
+
+#include <ctype.h>
+#include <math.h> /* isfinite (a macro) */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "server/util.h"
+
+#define MAX_RECORDS 200
+#define MAX_EXT 4
+
+struct sf_coll {
+    /* settings (POST /_sim/collections; back to defaults on /_sim/reset) */
+    double lock_error_rate;
+    unsigned long long lock_seed;
+    int multi_currency;
+    char default_currency[4];
+    char currencies[16][4];
+    int ncurrencies;
+    int create_only_any; /* 1: a create-only field in an update fails even when unchanged */
+    char payment_object[64];
+    char ext[6][MAX_EXT][64]; /* external id fields per object (index = obj kind) */
+    int next[6];
+    /* runtime */
+    unsigned long long rng;
+    unsigned long long id_counter;
+    long long calls, records, created, updated, failed, lock_errors;
+    char std_pricebook[19], pos_pricebook[19];
+};
+
+enum { O_ORDER, O_ITEM, O_PRODUCT, O_PBE, O_PAYMENT, O_CUSTOM, O_N };
+
+static const char *const KIND_NAME[O_N] = {"Order",          "OrderItem", "Product2",
+                                           "PricebookEntry", "Payment",   NULL};
+static const char *const KIND_KEY[O_N] = {
+    "orders", "order_items", "products", "pricebook_entries", "payments", "payments"};
+static const char *const KIND_PREFIX[O_N] = {"801", "802", "01t", "01u", "0a3", "a0P"};
+
+/* Writable standard fields (custom fields ending in __c are accepted on every object). */
+static const char *const F_ORDER[] = {"AccountId",
+                                      "EffectiveDate",
+                                      "Status",
+                                      "Pricebook2Id",
+                                      "CurrencyIsoCode",
+                                      "IsReductionOrder",
+                                      "OriginalOrderId",
+                                      "Name",
+                                      "Type",
+                                      "OrderReferenceNumber",
+                                      "PoNumber",
+                                      "PoDate",
+                                      "Description",
+                                      "ContractId",
+                                      "BillToContactId",
+                                      "ShipToContactId",
+                                      "EndDate",
+                                      "BillingStreet",
+                                      "BillingCity",
+                                      "BillingState",
+                                      "BillingPostalCode",
+                                      "BillingCountry",
+                                      "ShippingStreet",
+                                      "ShippingCity",
+                                      "ShippingState",
+                                      "ShippingPostalCode",
+                                      "ShippingCountry",
+                                      NULL};
+static const char *const F_ITEM[] = {"OrderId",     "PricebookEntryId",    "Quantity",
+                                     "UnitPrice",   "ServiceDate",         "EndDate",
+                                     "Description", "OriginalOrderItemId", NULL};
+static const char *const F_PRODUCT[] = {"Name",
+                                        "ProductCode",
+                                        "IsActive",
+                                        "Description",
+                                        "Family",
+                                        "StockKeepingUnit",
+                                        "QuantityUnitOfMeasure",
+                                        "DisplayUrl",
+                                        "ExternalId",
+                                        "CurrencyIsoCode",
+                                        NULL};
+static const char *const F_PBE[] = {"Pricebook2Id",     "Product2Id",      "UnitPrice", "IsActive",
+                                    "UseStandardPrice", "CurrencyIsoCode", NULL};
+static const char *const F_PAYMENT[] = {"Amount",
+                                        "Type",
+                                        "ProcessingMode",
+                                        "Status",
+                                        "AccountId",
+                                        "PaymentGroupId",
+                                        "PaymentMethodId",
+                                        "PaymentAuthorizationId",
+                                        "PaymentGatewayId",
+                                        "GatewayRefNumber",
+                                        "GatewayResultCode",
+                                        "GatewayResultCodeDescription",
+                                        "GatewayDate",
+                                        "SfResultCode",
+                                        "EffectiveDate",
+                                        "Date",
+                                        "CurrencyIsoCode",
+                                        "Email",
+                                        "Phone",
+                                        "Comments",
+                                        "ClientContext",
+                                        "IpAddress",
+                                        "MacAddress",
+                                        "OrderPaymentSummaryId",
+                                        NULL};
+static const char *const F_CUSTOM[] = {"Name", "CurrencyIsoCode", NULL};
+static const char *const *const FIELDS[O_N] = {F_ORDER, F_ITEM,    F_PRODUCT,
+                                               F_PBE,   F_PAYMENT, F_CUSTOM};
+
+/* Create-only (createable, not updateable) fields (§4.5 caveats, §5.2-§5.6). */
+static const char *const C_ORDER[] = {"IsReductionOrder", "OriginalOrderId", NULL};
+static const char *const C_ITEM[] = {"OrderId", "PricebookEntryId", "OriginalOrderItemId", NULL};
+static const char *const C_PBE[] = {"Pricebook2Id", "Product2Id", "CurrencyIsoCode", NULL};
+static const char *const C_PAYMENT[] = {"ProcessingMode", NULL};
+static const char *const C_NONE[] = {NULL};
+static const char *const *const CREATE_ONLY[O_N] = {C_ORDER, C_ITEM,    C_NONE,
+                                                    C_PBE,   C_PAYMENT, C_NONE};
+
+static const char *const R_ORDER[] = {"AccountId", "EffectiveDate", "Status", NULL};
+static const char *const R_ITEM[] = {"OrderId", "PricebookEntryId", "Quantity", "UnitPrice", NULL};
+static const char *const R_PRODUCT[] = {"Name", NULL};
+static const char *const R_PBE[] = {"Pricebook2Id", "Product2Id", "UnitPrice", NULL};
+static const char *const R_PAYMENT[] = {"Amount", "Type", "ProcessingMode", "Status", NULL};
+static const char *const R_CUSTOM[] = {"Order__c", "Amount__c", NULL};
+static const char *const *const REQUIRED[O_N] = {R_ORDER, R_ITEM,    R_PRODUCT,
+                                                 R_PBE,   R_PAYMENT, R_CUSTOM};
+
+/* Read-only on every object (system and computed fields). */
+static const char *const READ_ONLY[] = {"Id",
+                                        "CreatedDate",
+                                        "CreatedById",
+                                        "LastModifiedDate",
+                                        "LastModifiedById",
+                                        "SystemModstamp",
+                                        "IsDeleted",
+                                        "TotalAmount",
+                                        "OrderNumber",
+                                        "StatusCode",
+                                        "Product2Id@OrderItem",
+                                        "ListPrice",
+                                        "TotalPrice",
+                                        "AvailableQuantity",
+                                        "OrderItemNumber",
+                                        "CurrencyIsoCode@OrderItem",
+                                        "PaymentNumber",
+                                        "ProductCode@PricebookEntry",
+                                        "Name@PricebookEntry",
+                                        NULL};
+
+/* Parent references by external id: relationship name -> (Id field, parent kind). */
+static const struct {
+    int kind;
+    const char *rel, *field;
+    int parent;
+} RELS[] = {
+    {O_ITEM, "Order", "OrderId", O_ORDER},
+    {O_ITEM, "PricebookEntry", "PricebookEntryId", O_PBE},
+    {O_PBE, "Product2", "Product2Id", O_PRODUCT},
+    {O_CUSTOM, "Order__r", "Order__c", O_ORDER},
+};
+
+static struct sf_coll *coll(struct pg_sim *sim)
+{
+    return ((struct sf_priv *)sim->priv)->coll;
+}
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (; list && *list; list++)
+        if (strcmp(*list, s) == 0)
+            return 1;
+    return 0;
+}
+
+static int custom_field(const char *s)
+{
+    size_t n = strlen(s);
+    return n > 3 && strcmp(s + n - 3, "__c") == 0;
+}
+
+static const char *kind_name(struct sf_coll *c, int kind)
+{
+    return kind == O_CUSTOM ? c->payment_object : KIND_NAME[kind];
+}
+
+static void set_defaults(struct sf_coll *c)
+{
+    static const char *const cur[] = {"USD", "EUR", "GBP", "CAD", "AUD", "JPY", NULL};
+    static const char *const ext[O_N] = {"POS_Check_Id__c", "POS_Line_Id__c",   "MICROS_Item_Id__c",
+                                         "POS_Price_Id__c", "POS_Tender_Id__c", "POS_Tender_Id__c"};
+    c->lock_error_rate = 0;
+    c->lock_seed = 1;
+    c->rng = c->lock_seed;
+    c->multi_currency = 1;
+    snprintf(c->default_currency, sizeof c->default_currency, "USD");
+    c->ncurrencies = 0;
+    for (int i = 0; cur[i]; i++)
+        snprintf(c->currencies[c->ncurrencies++], 4, "%s", cur[i]);
+    c->create_only_any = 1;
+    snprintf(c->payment_object, sizeof c->payment_object, "POS_Payment__c");
+    for (int k = 0; k < O_N; k++) {
+        memset(c->ext[k], 0, sizeof c->ext[k]);
+        snprintf(c->ext[k][0], sizeof c->ext[k][0], "%s", ext[k]);
+    }
+}
+
+int pg_sim_sf_coll_init(struct sf_priv *p)
+{
+    struct sf_coll *c = calloc(1, sizeof *c);
+    if (!c)
+        return PG_ENOMEM;
+    set_defaults(c);
+    c->id_counter = 4000;
+    pg_sim_sf_id18("01s5g000000StdP", c->std_pricebook);
+    pg_sim_sf_id18("01s5g000000PosB", c->pos_pricebook);
+    p->coll = c;
+    return PG_OK;
+}
+
+void pg_sim_sf_coll_free(struct sf_priv *p)
+{
+    free(p->coll);
+    p->coll = NULL;
+}
+
+void pg_sim_sf_coll_reset(struct pg_sim *sim)
+{
+    struct sf_coll *c = coll(sim);
+    set_defaults(c);
+    c->calls = c->records = c->created = c->updated = c->failed = c->lock_errors = 0;
+}
+
+static json_t *pricebooks(struct sf_coll *c)
+{
+    return json_pack("[{s:s,s:s,s:b,s:b},{s:s,s:s,s:b,s:b}]", "Id", c->std_pricebook, "Name",
+                     "Standard Price Book", "IsStandard", 1, "IsActive", 1, "Id", c->pos_pricebook,
+                     "Name", "POS Price Book", "IsStandard", 0, "IsActive", 1);
+}
+
+void pg_sim_sf_coll_state(struct pg_sim *sim, json_t *view)
+{
+    struct sf_coll *c = coll(sim);
+    json_t *counts = json_object();
+    for (int k = 0; k < O_CUSTOM; k++) {
+        json_t *a = json_object_get(view, KIND_KEY[k]);
+        if (!a)
+            json_object_set_new(view, KIND_KEY[k], a = json_array());
+        json_object_set_new(counts, KIND_KEY[k], json_integer((json_int_t)json_array_size(a)));
+    }
+    json_object_set_new(view, "pricebooks", pricebooks(c));
+    json_object_set_new(counts, "calls", json_integer(c->calls));
+    json_object_set_new(counts, "records", json_integer(c->records));
+    json_object_set_new(counts, "created", json_integer(c->created));
+    json_object_set_new(counts, "updated", json_integer(c->updated));
+    json_object_set_new(counts, "failed", json_integer(c->failed));
+    json_object_set_new(counts, "lock_errors", json_integer(c->lock_errors));
+    json_object_set_new(view, "collections", counts);
+}
+
+/* ---- helpers ---- */
+
+static uint64_t splitmix(unsigned long long *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static void new_id(struct sf_coll *c, int kind, char out[19])
+{
+    static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    char id15[16];
+    unsigned long long n = ++c->id_counter;
+    snprintf(id15, sizeof id15, "%s5g00000", KIND_PREFIX[kind]);
+    for (int i = 14; i >= 10; i--, n /= 62)
+        id15[i] = b62[n % 62];
+    id15[15] = '\0';
+    pg_sim_sf_id18(id15, out);
+}
+
+/* The text of a scalar external id / field value ("" for others). */
+static void scalar_text(json_t *v, char *out, size_t n)
+{
+    if (json_is_string(v))
+        snprintf(out, n, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, n, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, n, "%.17g", json_real_value(v));
+    else
+        out[0] = '\0';
+}
+
+static int is_type(json_t *rec, const char *type)
+{
+    const char *t = json_string_value(json_object_get(json_object_get(rec, "attributes"), "type"));
+    return t && strcmp(t, type) == 0;
+}
+
+/* Records of kind whose field equals val (case-insensitively); up to 8 matches into out. */
+static size_t find_ext(struct sf_coll *c,
+                       json_t *w,
+                       int kind,
+                       const char *field,
+                       const char *val,
+                       json_t **out,
+                       size_t max)
+{
+    size_t i, n = 0;
+    json_t *r;
+    json_array_foreach(json_object_get(w, KIND_KEY[kind]), i, r)
+    {
+        char t[256];
+        if (!is_type(r, kind_name(c, kind)))
+            continue;
+        scalar_text(json_object_get(r, field), t, sizeof t);
+        if (t[0] && strcasecmp(t, val) == 0) {
+            if (n < max)
+                out[n] = r;
+            n++;
+        }
+    }
+    return n;
+}
+
+static json_t *find_id(json_t *w, int kind, const char *id)
+{
+    size_t i;
+    json_t *r;
+    if (!id || (strlen(id) != 15 && strlen(id) != 18))
+        return NULL;
+    json_array_foreach(json_object_get(w, KIND_KEY[kind]), i, r)
+    {
+        const char *v = json_string_value(json_object_get(r, "Id"));
+        if (v && strncmp(v, id, 15) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static int id_shape(const char *s, const char *prefix)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n != 15 && n != 18)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]))
+            return 0;
+    if (prefix && strncmp(s, prefix, 3) != 0)
+        return 0;
+    return n == 15 || pg_sim_sf_id_valid(s, NULL);
+}
+
+static int is_ext_field(struct sf_coll *c, int kind, const char *f)
+{
+    for (int i = 0; i < MAX_EXT; i++)
+        if (c->ext[kind][i][0] && strcmp(c->ext[kind][i], f) == 0)
+            return 1;
+    return 0;
+}
+
+static int numeric(json_t *v, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return 1;
+    }
+    if (json_is_string(v)) {
+        char *end;
+        const char *s = json_string_value(v);
+        *out = strtod(s, &end);
+        return *s && !*end && isfinite(*out);
+    }
+    return 0;
+}
+
+static int date_ok(const char *s)
+{
+    int y, m, d, n = 0;
+    return s && strlen(s) == 10 && sscanf(s, "%4d-%2d-%2d%n", &y, &m, &d, &n) == 3 && n == 10 &&
+           m >= 1 && m <= 12 && d >= 1 && d <= 31;
+}
+
+/* ---- per-record errors ---- */
+
+struct rec_err {
+    char code[64];
+    char msg[512];
+    json_t *fields; /* array */
+};
+
+static int fail(struct rec_err *e, const char *code, json_t *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(struct rec_err *e, const char *code, json_t *fields, const char *fmt, ...)
+{
+    va_list ap;
+    snprintf(e->code, sizeof e->code, "%s", code);
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    json_decref(e->fields);
+    e->fields = fields ? fields : json_array();
+    return -1;
+}
+
+static json_t *one(const char *f)
+{
+    return json_pack("[s]", f);
+}
+
+static int picklist(struct rec_err *e, json_t *rec, const char *f, const char *const *ok)
+{
+    json_t *v = json_object_get(rec, f);
+    if (!v)
+        return 0;
+    const char *s = json_string_value(v);
+    if (s && in_list(ok, s))
+        return 0;
+    char t[128];
+    scalar_text(v, t, sizeof t);
+    return fail(e, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", one(f),
+                "%s: bad value for restricted picklist field: %s", f, t);
+}
+
+/* ---- one record ---- */
+
+struct batch {
+    struct pg_sim *sim;
+    struct sf_coll *c;
+    int kind;
+    const char *ext;
+    json_t *w; /* working copy: {"orders":[...], ...} */
+};
+
+/* Replace relationship references ({"Order": {"POS_Check_Id__c": "..."}}) by Ids in rec. */
+static int resolve_refs(struct batch *b, json_t *rec, struct rec_err *e)
+{
+    for (size_t i = 0; i < sizeof RELS / sizeof RELS[0]; i++) {
+        if (RELS[i].kind != b->kind)
+            continue;
+        json_t *ref = json_object_get(rec, RELS[i].rel);
+        if (!ref)
+            continue;
+        const char *pname = kind_name(b->c, RELS[i].parent);
+        if (!json_is_object(ref) || json_object_size(ref) != 1)
+            return fail(e, "INVALID_FIELD", one(RELS[i].rel),
+                        "A relationship reference must name exactly one external id field of %s",
+                        pname);
+        if (json_object_get(rec, RELS[i].field))
+            return fail(e, "INVALID_FIELD", one(RELS[i].field),
+                        "Cannot specify both an external ID reference %s and a salesforce id, %s",
+                        RELS[i].rel, RELS[i].field);
+        const char *f = json_object_iter_key(json_object_iter(ref));
+        json_t *v = json_object_iter_value(json_object_iter(ref));
+        char val[256];
+        scalar_text(v, val, sizeof val);
+        if (!is_ext_field(b->c, RELS[i].parent, f))
+            return fail(e, "INVALID_FIELD", one(RELS[i].rel),
+                        "Field name provided, %s is not an External ID or indexed field for %s", f,
+                        pname);
+        json_t *hit[2];
+        size_t n = find_ext(b->c, b->w, RELS[i].parent, f, val, hit, 2);
+        if (n == 0)
+            return fail(e, "INVALID_FIELD", one(RELS[i].rel),
+                        "Foreign key external ID: %s not found for field %s in entity %s", val, f,
+                        pname);
+        if (n > 1)
+            return fail(e, "DUPLICATE_EXTERNAL_ID", one(RELS[i].rel),
+                        "Foreign key external ID: %s matches more than one record for field %s in "
+                        "entity %s",
+                        val, f, pname);
+        json_object_set(rec, RELS[i].field, json_object_get(hit[0], "Id"));
+        json_object_del(rec, RELS[i].rel);
+    }
+    return 0;
+}
+
+/* Unknown, read-only and badly typed fields; the external id field itself is allowed. */
+static int check_fields(struct batch *b, json_t *rec, struct rec_err *e)
+{
+    const char *k;
+    json_t *v;
+    const char *obj = kind_name(b->c, b->kind);
+    json_object_foreach(rec, k, v)
+    {
+        char scoped[160];
+        snprintf(scoped, sizeof scoped, "%s@%s", k, obj);
+        if (json_is_object(v))
+            return fail(e, "INVALID_FIELD", one(k),
+                        "No such relationship '%s' on sobject of type %s (or it has no external id "
+                        "reference here)",
+                        k, obj);
+        if (in_list(READ_ONLY, k) || in_list(READ_ONLY, scoped))
+            return fail(e, "INVALID_FIELD_FOR_INSERT_UPDATE", one(k),
+                        "Unable to create/update fields: %s. Please check the security settings "
+                        "of this field and verify that it is read/write for your profile or "
+                        "permission set.",
+                        k);
+        if (strcmp(k, "CurrencyIsoCode") == 0 && !b->c->multi_currency)
+            return fail(e, "INVALID_FIELD", one(k), "No such column '%s' on sobject of type %s", k,
+                        obj);
+        if (!in_list(FIELDS[b->kind], k) && !custom_field(k))
+            return fail(e, "INVALID_FIELD", one(k), "No such column '%s' on sobject of type %s", k,
+                        obj);
+    }
+    return 0;
+}
+
+static int check_currency(struct batch *b, json_t *rec, struct rec_err *e)
+{
+    json_t *v = json_object_get(rec, "CurrencyIsoCode");
+    if (!v)
+        return 0;
+    const char *s = json_string_value(v);
+    for (int i = 0; s && i < b->c->ncurrencies; i++)
+        if (strcmp(s, b->c->currencies[i]) == 0)
+            return 0;
+    char t[64];
+    scalar_text(v, t, sizeof t);
+    return fail(e, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", one("CurrencyIsoCode"),
+                "Currency ISO Code: bad value for restricted picklist field: %s", t);
+}
+
+static const char *str(json_t *o, const char *f)
+{
+    return json_string_value(json_object_get(o, f));
+}
+
+/* str() or "" (records stored through /_sim/collections/records may lack anything). */
+static const char *sv(json_t *o, const char *f)
+{
+    const char *s = str(o, f);
+    return s ? s : "";
+}
+
+/* Object rules on merged (the record as it would be stored); old is NULL on create. */
+static int check_rules(struct batch *b, json_t *merged, json_t *old, struct rec_err *e)
+{
+    struct sf_coll *c = b->c;
+    static const char *const order_status[] = {"Draft", "Activated", NULL};
+    static const char *const pay_type[] = {"Capture", "Sale", NULL};
+    static const char *const pay_mode[] = {"External", "Salesforce", NULL};
+    static const char *const pay_status[] = {"Draft", "Processed", "Canceled", NULL};
+    double d;
+    switch (b->kind) {
+    case O_ORDER: {
+        if (picklist(e, merged, "Status", order_status))
+            return -1;
+        if (!old && strcmp(sv(merged, "Status"), "Draft") != 0)
+            return fail(e, "FIELD_INTEGRITY_EXCEPTION", one("Status"),
+                        "Status: an order must be created with a Draft status");
+        const char *acc = str(merged, "AccountId");
+        if (!id_shape(acc, "001"))
+            return fail(e, "MALFORMED_ID", one("AccountId"),
+                        "Account ID: id value of incorrect type: %s", acc ? acc : "");
+        if (!date_ok(str(merged, "EffectiveDate")))
+            return fail(e, "INVALID_TYPE_ON_FIELD_IN_RECORD", one("EffectiveDate"),
+                        "Order Start Date: value not of required type: %s",
+                        str(merged, "EffectiveDate") ? str(merged, "EffectiveDate") : "");
+        const char *pb = str(merged, "Pricebook2Id");
+        if (json_object_get(merged, "Pricebook2Id") &&
+            !json_is_null(json_object_get(merged, "Pricebook2Id")) &&
+            (!pb ||
+             (strncmp(pb, c->std_pricebook, 15) != 0 && strncmp(pb, c->pos_pricebook, 15) != 0)))
+            return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Pricebook2Id"),
+                        "invalid cross reference id");
+        if (old) {
+            size_t i;
+            json_t *it;
+            int items = 0;
+            json_array_foreach(json_object_get(b->w, "order_items"), i, it) items +=
+                strncmp(sv(it, "OrderId"), sv(old, "Id"), 15) == 0;
+            if (items && (!json_equal(json_object_get(merged, "Pricebook2Id"),
+                                      json_object_get(old, "Pricebook2Id")) ||
+                          !json_equal(json_object_get(merged, "CurrencyIsoCode"),
+                                      json_object_get(old, "CurrencyIsoCode"))))
+                return fail(e, "FIELD_INTEGRITY_EXCEPTION", one("Pricebook2Id"),
+                            "Cannot change price book or currency on an order with order products");
+        }
+        return 0;
+    }
+    case O_ITEM: {
+        if (!numeric(json_object_get(merged, "Quantity"), &d))
+            return fail(e, "INVALID_TYPE_ON_FIELD_IN_RECORD", one("Quantity"),
+                        "Quantity: value not of required type");
+        if (!numeric(json_object_get(merged, "UnitPrice"), &d))
+            return fail(e, "INVALID_TYPE_ON_FIELD_IN_RECORD", one("UnitPrice"),
+                        "Unit Price: value not of required type");
+        const char *oid = str(merged, "OrderId"), *pid = str(merged, "PricebookEntryId");
+        json_t *order = find_id(b->w, O_ORDER, oid);
+        if (!id_shape(oid, "801"))
+            return fail(e, "MALFORMED_ID", one("OrderId"),
+                        "Order ID: id value of incorrect type: %s", oid ? oid : "");
+        if (!order)
+            return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("OrderId"),
+                        "invalid cross reference id");
+        json_t *pbe = find_id(b->w, O_PBE, pid);
+        if (!id_shape(pid, "01u"))
+            return fail(e, "MALFORMED_ID", one("PricebookEntryId"),
+                        "Price Book Entry ID: id value of incorrect type: %s", pid ? pid : "");
+        if (!pbe)
+            return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("PricebookEntryId"),
+                        "invalid cross reference id");
+        if (strcmp(sv(order, "Status"), "Draft") != 0)
+            return fail(e, "FIELD_INTEGRITY_EXCEPTION", json_array(),
+                        "You can't add, edit or delete order products on an activated order");
+        const char *opb = str(order, "Pricebook2Id");
+        if (!opb)
+            return fail(e, "FIELD_INTEGRITY_EXCEPTION", one("PricebookEntryId"),
+                        "field integrity exception: PricebookEntryId (price book not set on "
+                        "order)");
+        if (strncmp(opb, sv(pbe, "Pricebook2Id"), 15) != 0)
+            return fail(e, "FIELD_INTEGRITY_EXCEPTION", one("PricebookEntryId"),
+                        "field integrity exception: PricebookEntryId (pricebook entry is in a "
+                        "different pricebook than the one assigned to the order)");
+        if (c->multi_currency &&
+            strcmp(sv(pbe, "CurrencyIsoCode"), sv(order, "CurrencyIsoCode")) != 0)
+            return fail(e, "FIELD_INTEGRITY_EXCEPTION", one("PricebookEntryId"),
+                        "field integrity exception: PricebookEntryId (pricebook entry currency "
+                        "code does not match order currency code)");
+        if (!json_is_true(json_object_get(pbe, "IsActive")))
+            return fail(e, "FIELD_INTEGRITY_EXCEPTION", one("PricebookEntryId"),
+                        "field integrity exception: PricebookEntryId (pricebook entry is "
+                        "inactive)");
+        json_object_set(merged, "Product2Id", json_object_get(pbe, "Product2Id"));
+        json_object_set(merged, "ListPrice", json_object_get(pbe, "UnitPrice"));
+        if (c->multi_currency)
+            json_object_set(merged, "CurrencyIsoCode", json_object_get(order, "CurrencyIsoCode"));
+        return 0;
+    }
+    case O_PRODUCT:
+        if (!json_object_get(merged, "IsActive"))
+            json_object_set_new(merged, "IsActive", json_false());
+        return 0;
+    case O_PBE: {
+        if (!numeric(json_object_get(merged, "UnitPrice"), &d))
+            return fail(e, "INVALID_TYPE_ON_FIELD_IN_RECORD", one("UnitPrice"),
+                        "List Price: value not of required type");
+        const char *pb = str(merged, "Pricebook2Id"), *prod = str(merged, "Product2Id");
+        if (!pb ||
+            (strncmp(pb, c->std_pricebook, 15) != 0 && strncmp(pb, c->pos_pricebook, 15) != 0))
+            return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Pricebook2Id"),
+                        "invalid cross reference id");
+        if (!find_id(b->w, O_PRODUCT, prod))
+            return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Product2Id"),
+                        "invalid cross reference id");
+        if (!json_object_get(merged, "IsActive"))
+            json_object_set_new(merged, "IsActive", json_false());
+        if (old)
+            return 0;
+        size_t i;
+        json_t *x;
+        int std_ok = strncmp(pb, c->std_pricebook, 15) == 0;
+        json_array_foreach(json_object_get(b->w, "pricebook_entries"), i, x)
+        {
+            if (strncmp(sv(x, "Product2Id"), prod, 15) != 0 ||
+                (c->multi_currency &&
+                 strcmp(sv(x, "CurrencyIsoCode"), sv(merged, "CurrencyIsoCode")) != 0))
+                continue;
+            if (strncmp(sv(x, "Pricebook2Id"), pb, 15) == 0)
+                return fail(e, "DUPLICATE_VALUE", json_array(),
+                            "This price definition already exists in this price book");
+            if (strncmp(sv(x, "Pricebook2Id"), c->std_pricebook, 15) == 0 &&
+                json_is_true(json_object_get(x, "IsActive")))
+                std_ok = 1;
+        }
+        if (!std_ok)
+            return fail(e, "STANDARD_PRICE_NOT_DEFINED", json_array(),
+                        "No standard price defined for this product");
+        return 0;
+    }
+    case O_PAYMENT:
+        if (picklist(e, merged, "Type", pay_type) ||
+            picklist(e, merged, "ProcessingMode", pay_mode) ||
+            picklist(e, merged, "Status", pay_status))
+            return -1;
+        if (!numeric(json_object_get(merged, "Amount"), &d))
+            return fail(e, "INVALID_TYPE_ON_FIELD_IN_RECORD", one("Amount"),
+                        "Amount: value not of required type");
+        if (old) {
+            const char *from = sv(old, "Status"), *to = sv(merged, "Status");
+            if (strcmp(from, to) != 0 &&
+                !((strcmp(from, "Draft") == 0 && strcmp(to, "Processed") == 0) ||
+                  (strcmp(from, "Processed") == 0 && strcmp(to, "Canceled") == 0) ||
+                  (strcmp(from, "Draft") == 0 && strcmp(to, "Canceled") == 0)))
+                return fail(e, "FIELD_INTEGRITY_EXCEPTION", one("Status"),
+                            "Status: a payment can't change from %s to %s", from, to);
+        }
+        return 0;
+    case O_CUSTOM: {
+        if (!numeric(json_object_get(merged, "Amount__c"), &d))
+            return fail(e, "INVALID_TYPE_ON_FIELD_IN_RECORD", one("Amount__c"),
+                        "Amount: value not of required type");
+        const char *oid = str(merged, "Order__c");
+        if (!id_shape(oid, "801"))
+            return fail(e, "MALFORMED_ID", one("Order__c"), "Order: id value of incorrect type: %s",
+                        oid ? oid : "");
+        if (!find_id(b->w, O_ORDER, oid))
+            return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Order__c"),
+                        "invalid cross reference id");
+        return 0;
+    }
+    }
+    return 0;
+}
+
+/* x rounded to cents (half away from zero), without libm. */
+static double cents(double x)
+{
+    return (double)(x >= 0 ? (long long)(x * 100 + 0.5) : -(long long)(-x * 100 + 0.5)) / 100;
+}
+
+/* Order.TotalAmount = sum of its items' Quantity x UnitPrice (the read-only roll-up). */
+static void rollup(json_t *w, const char *order_id)
+{
+    json_t *order = find_id(w, O_ORDER, order_id);
+    if (!order)
+        return;
+    size_t i;
+    json_t *it;
+    double sum = 0, q, p;
+    json_array_foreach(json_object_get(w, "order_items"), i, it)
+    {
+        const char *oid = str(it, "OrderId");
+        if (oid && strncmp(oid, order_id, 15) == 0 &&
+            numeric(json_object_get(it, "Quantity"), &q) &&
+            numeric(json_object_get(it, "UnitPrice"), &p)) {
+            double tp = cents(q * p);
+            json_object_set_new(it, "TotalPrice", json_real(tp));
+            sum += tp;
+        }
+    }
+    json_object_set_new(order, "TotalAmount", json_real(cents(sum)));
+}
+
+/* Upsert one record into b->w. Returns 0 (created/updated set) or -1 with e filled. */
+static int upsert_one(struct batch *b, json_t *in, struct rec_err *e, char id[19], int *created)
+{
+    struct sf_coll *c = b->c;
+    json_t *rec = json_deep_copy(in);
+    json_object_del(rec, "attributes");
+    int rc = -1;
+    const char *obj = kind_name(c, b->kind);
+    json_t *ev = json_object_get(rec, b->ext);
+    char val[256];
+    scalar_text(ev, val, sizeof val);
+    json_t *hit[8];
+    size_t n = 0;
+    json_t *merged = NULL;
+    if (!val[0]) {
+        fail(e, "MISSING_ARGUMENT", one(b->ext), "%s not specified", b->ext);
+        goto out;
+    }
+    n = find_ext(c, b->w, b->kind, b->ext, val, hit, 8);
+    if (n > 1) {
+        char ids[8 * 20 + 4] = "";
+        for (size_t i = 0; i < n && i < 8; i++)
+            snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%s", i ? ", " : "",
+                     sv(hit[i], "Id"));
+        fail(e, "DUPLICATE_EXTERNAL_ID", one(b->ext),
+             "%s: more than one record found for external id field: [%s]", b->ext, ids);
+        goto out;
+    }
+    json_t *old = n == 1 ? hit[0] : NULL;
+    if (resolve_refs(b, rec, e) || check_fields(b, rec, e) || check_currency(b, rec, e))
+        goto out;
+    if (old) {
+        for (const char *const *f = CREATE_ONLY[b->kind]; *f; f++) {
+            json_t *v = json_object_get(rec, *f);
+            if (v && (c->create_only_any || !json_equal(v, json_object_get(old, *f)))) {
+                fail(e, "INVALID_FIELD_FOR_INSERT_UPDATE", one(*f),
+                     "Unable to create/update fields: %s. Please check the security settings of "
+                     "this field and verify that it is read/write for your profile or permission "
+                     "set.",
+                     *f);
+                goto out;
+            }
+        }
+    }
+    merged = old ? json_deep_copy(old) : json_object();
+    json_object_update(merged, rec);
+    /* required: missing on create, or null on either */
+    json_t *missing = json_array();
+    char list[512] = "";
+    for (const char *const *f = REQUIRED[b->kind]; *f; f++) {
+        json_t *v = json_object_get(merged, *f);
+        if (!v || json_is_null(v) || (json_is_string(v) && !json_string_length(v))) {
+            json_array_append_new(missing, json_string(*f));
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? ", " : "",
+                     *f);
+        }
+    }
+    if (json_array_size(missing)) {
+        fail(e, "REQUIRED_FIELD_MISSING", missing, "Required fields are missing: [%s]", list);
+        goto out;
+    }
+    json_decref(missing);
+    if (c->multi_currency && !json_object_get(merged, "CurrencyIsoCode") && b->kind != O_ITEM)
+        json_object_set_new(merged, "CurrencyIsoCode", json_string(c->default_currency));
+    if (check_rules(b, merged, old, e))
+        goto out;
+    if (c->lock_error_rate > 0 &&
+        (double)(splitmix(&c->rng) >> 11) * 0x1.0p-53 < c->lock_error_rate) {
+        c->lock_errors++;
+        fail(e, "UNABLE_TO_LOCK_ROW", json_array(),
+             "unable to obtain exclusive access to this record or 1 records: %s",
+             old ? sv(old, "Id") : val);
+        goto out;
+    }
+    char ts[40];
+    pg_sim_iso_ms(pg_wall_ms(), ts, sizeof ts);
+    json_object_set_new(merged, "SystemModstamp", json_string(ts));
+    if (old) {
+        snprintf(id, 19, "%s", str(old, "Id"));
+        json_object_update(old, merged);
+        *created = 0;
+    } else {
+        new_id(c, b->kind, id);
+        json_t *full = json_pack("{s:{s:s},s:s}", "attributes", "type", obj, "Id", id);
+        json_object_update(full, merged);
+        json_object_set_new(full, "CreatedDate", json_string(ts));
+        if (b->kind == O_ORDER) {
+            char num[16];
+            snprintf(num, sizeof num, "%08llu", c->id_counter);
+            json_object_set_new(full, "OrderNumber", json_string(num));
+            json_object_set_new(full, "TotalAmount", json_real(0));
+            json_object_set_new(full, "StatusCode", json_string("Draft"));
+        }
+        json_t *arr = json_object_get(b->w, KIND_KEY[b->kind]);
+        json_array_append_new(arr, full);
+        *created = 1;
+    }
+    if (b->kind == O_ORDER) {
+        json_t *o = find_id(b->w, O_ORDER, id);
+        json_object_set_new(
+            o, "StatusCode",
+            json_string(strcmp(sv(o, "Status"), "Draft") == 0 ? "Draft" : "Activated"));
+    }
+    if (b->kind == O_ITEM)
+        rollup(b->w, str(merged, "OrderId"));
+    rc = 0;
+out:
+    json_decref(merged);
+    json_decref(rec);
+    return rc;
+}
+
+/* ---- the request ---- */
+
+static void bad_request(struct pg_sim_reply *out, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void bad_request(struct pg_sim_reply *out, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pg_sim_sf_error(out, 400, code, msg);
+}
+
+static int kind_of(struct sf_coll *c, const char *obj)
+{
+    for (int k = 0; k < O_CUSTOM; k++)
+        if (strcasecmp(obj, KIND_NAME[k]) == 0)
+            return k;
+    if (strcasecmp(obj, c->payment_object) == 0)
+        return O_CUSTOM;
+    return -1;
+}
+
+static void upsert(struct pg_sim *sim,
+                   const struct pg_sim_req *req,
+                   const char *obj,
+                   const char *field,
+                   struct pg_sim_reply *out)
+{
+    struct sf_coll *c = coll(sim);
+    json_t *body = req->json;
+    pthread_mutex_lock(&sim->mu);
+    int kind = kind_of(c, obj);
+    int known_field = kind >= 0 && is_ext_field(c, kind, field);
+    const char *type = kind >= 0 ? kind_name(c, kind) : NULL;
+    pthread_mutex_unlock(&sim->mu);
+    if (kind < 0 || !known_field) { /* §4.3: a bad object or field in the URL is a 404 */
+        pg_sim_sf_error(out, 404, "NOT_FOUND", "The requested resource does not exist");
+        return;
+    }
+    if (!json_is_object(body)) {
+        bad_request(out, "JSON_PARSER_ERROR",
+                    "The request body must be a JSON object with \"allOrNone\" and \"records\"");
+        return;
+    }
+    const char *k;
+    json_t *v, *recs = json_object_get(body, "records"), *aon = json_object_get(body, "allOrNone");
+    json_object_foreach(body, k, v)
+    {
+        if (strcmp(k, "records") != 0 && strcmp(k, "allOrNone") != 0) {
+            bad_request(out, "JSON_PARSER_ERROR", "Unrecognized field \"%s\"", k);
+            return;
+        }
+    }
+    if (aon && !json_is_boolean(aon)) {
+        bad_request(out, "JSON_PARSER_ERROR", "allOrNone must be true or false");
+        return;
+    }
+    if (!json_is_array(recs)) {
+        bad_request(out, "JSON_PARSER_ERROR", "\"records\" must be an array of records");
+        return;
+    }
+    if (json_array_size(recs) > MAX_RECORDS) {
+        bad_request(out, "EXCEEDED_ID_LIMIT",
+                    "record limit reached. cannot submit more than 200 records into this call");
+        return;
+    }
+    size_t i;
+    json_t *r;
+    json_array_foreach(recs, i, r)
+    {
+        const char *t =
+            json_string_value(json_object_get(json_object_get(r, "attributes"), "type"));
+        if (!json_is_object(r)) {
+            bad_request(out, "JSON_PARSER_ERROR", "records[%zu] is not an object", i);
+            return;
+        }
+        if (!t) {
+            bad_request(out, "INVALID_TYPE", "records[%zu]: Must specify a type in attributes", i);
+            return;
+        }
+        if (strcasecmp(t, type) != 0) {
+            bad_request(out, "INVALID_TYPE",
+                        "records[%zu]: type %s is not the type in the request URI, %s", i, t, type);
+            return;
+        }
+        json_object_foreach(r, k, v)
+        {
+            if (json_is_array(v)) {
+                bad_request(out, "JSON_PARSER_ERROR",
+                            "records[%zu]: field %s: Cannot deserialize an array here", i, k);
+                return;
+            }
+        }
+    }
+    int all_or_none = json_is_true(aon);
+    size_t n = json_array_size(recs);
+    json_t *results = json_array();
+    int any_failed = 0;
+
+    pthread_mutex_lock(&sim->mu);
+    struct batch b = {.sim = sim, .c = c, .kind = kind, .ext = field, .w = json_object()};
+    for (int kk = 0; kk < O_CUSTOM; kk++) {
+        json_t *a = json_object_get(sim->state, KIND_KEY[kk]);
+        json_object_set_new(b.w, KIND_KEY[kk], a ? json_deep_copy(a) : json_array());
+    }
+    c->calls++;
+    /* An external id given twice in one call fails on every occurrence (nothing is written). */
+    char(*vals)[256] = calloc(n ? n : 1, sizeof *vals);
+    json_array_foreach(recs, i, r) scalar_text(json_object_get(r, field), vals[i], sizeof vals[i]);
+    json_array_foreach(recs, i, r)
+    {
+        struct rec_err e = {{0}, {0}, NULL};
+        char id[19] = "";
+        int created = 0, dup = 0;
+        for (size_t j = 0; j < n && vals[i][0]; j++)
+            dup |= j != i && strcasecmp(vals[i], vals[j]) == 0;
+        int rc = dup ? fail(&e, "DUPLICATE_EXTERNAL_ID", one(field),
+                            "Duplicate external id specified: %s", vals[i])
+                     : upsert_one(&b, r, &e, id, &created);
+        c->records++;
+        if (rc == 0) {
+            json_array_append_new(results, json_pack("{s:s,s:b,s:[],s:b}", "id", id, "success", 1,
+                                                     "errors", "created", created));
+        } else {
+            any_failed = 1;
+            json_array_append_new(results,
+                                  json_pack("{s:b,s:[{s:s,s:s,s:o}]}", "success", 0, "errors",
+                                            "statusCode", e.code, "message", e.msg, "fields",
+                                            e.fields ? e.fields : json_array()));
+            e.fields = NULL;
+        }
+        json_decref(e.fields);
+    }
+    free(vals);
+    if (all_or_none && any_failed) {
+        /* §4.4: the failed records keep their errors, every other one is rolled back */
+        json_array_foreach(results, i, r)
+        {
+            if (json_is_true(json_object_get(r, "success")))
+                json_array_set_new(
+                    results, i,
+                    json_pack("{s:b,s:[{s:s,s:s,s:[]}]}", "success", 0, "errors", "statusCode",
+                              "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message",
+                              "Record rolled back because not all records were valid and the "
+                              "request was using AllOrNone header",
+                              "fields"));
+        }
+    } else {
+        for (int kk = 0; kk < O_CUSTOM; kk++)
+            json_object_set(sim->state, KIND_KEY[kk], json_object_get(b.w, KIND_KEY[kk]));
+    }
+    json_array_foreach(results, i, r)
+    {
+        if (!json_is_true(json_object_get(r, "success")))
+            c->failed++;
+        else if (json_is_true(json_object_get(r, "created")))
+            c->created++;
+        else
+            c->updated++;
+    }
+    pthread_mutex_unlock(&sim->mu);
+    json_decref(b.w);
+    pg_sim_reply_json(out, 200, results);
+}
+
+/*
+ * PATCH under /services/data/v: the collections upsert; any other PATCH path goes to the REST
+ * handler (sf_rest.c), which answers it as before.
+ */
+void pg_sim_sf_collections(struct pg_sim *sim,
+                           const struct pg_sim_req *req,
+                           struct pg_sim_reply *out)
+{
+    const char *v = req->path + strlen("/services/data/");
+    int major = 0, len = 0;
+    if (sscanf(v, "v%3d.0%n", &major, &len) != 1 || len < 5 ||
+        strncmp(v + len, "/composite/sobjects/", 20) != 0) {
+        pg_sim_sf_data(sim, req, out);
+        return;
+    }
+    if (!pg_sim_sf_authorized(sim, req, out) || pg_sim_sf_api_call(sim, out))
+        return;
+    const char *rest = v + len + 20, *slash = strchr(rest, '/');
+    /* collections upsert needs API 46.0+ (§4.4) */
+    if (!isdigit((unsigned char)v[1]) || major < 46 || major > atoi(sim->cfg->sf.api_version) ||
+        !slash || slash == rest || !slash[1] || strchr(slash + 1, '/')) {
+        pg_sim_sf_error(out, 404, "NOT_FOUND", "The requested resource does not exist");
+        return;
+    }
+    char obj[128];
+    if ((size_t)(slash - rest) >= sizeof obj) {
+        pg_sim_sf_error(out, 404, "NOT_FOUND", "The requested resource does not exist");
+        return;
+    }
+    memcpy(obj, rest, (size_t)(slash - rest));
+    obj[slash - rest] = '\0';
+    upsert(sim, req, obj, slash + 1, out);
+}
+
+/* ---- control API ---- */
+
+static json_t *settings_json(struct sf_coll *c)
+{
+    json_t *cur = json_array(), *ext = json_object();
+    for (int i = 0; i < c->ncurrencies; i++)
+        json_array_append_new(cur, json_string(c->currencies[i]));
+    for (int k = 0; k < O_N; k++) {
+        json_t *a = json_array();
+        for (int i = 0; i < MAX_EXT; i++)
+            if (c->ext[k][i][0])
+                json_array_append_new(a, json_string(c->ext[k][i]));
+        json_object_set_new(ext, k == O_CUSTOM ? c->payment_object : KIND_NAME[k], a);
+    }
+    return json_pack("{s:f,s:I,s:b,s:s,s:o,s:s,s:s,s:o,s:s,s:s}", "lock_error_rate",
+                     c->lock_error_rate, "lock_seed", (json_int_t)c->lock_seed, "multi_currency",
+                     c->multi_currency, "default_currency", c->default_currency, "currencies", cur,
+                     "create_only_fields", c->create_only_any ? "reject_any" : "reject_changed",
+                     "payment_object", c->payment_object, "external_id_fields", ext,
+                     "standard_pricebook_id", c->std_pricebook, "pos_pricebook_id",
+                     c->pos_pricebook);
+}
+
+static int is_ident(const char *s)
+{
+    if (!s || !isalpha((unsigned char)*s) || strlen(s) >= 64)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '_')
+            return 0;
+    return 1;
+}
+
+static int iso3(const char *s)
+{
+    return s && strlen(s) == 3 && isupper((unsigned char)s[0]) && isupper((unsigned char)s[1]) &&
+           isupper((unsigned char)s[2]);
+}
+
+/* Apply a settings object to c (a scratch copy); 0 or -1 with err. */
+static int settings_apply(struct sf_coll *c, json_t *j, char *err, size_t errsz)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v)
+    {
+        if (strcmp(k, "lock_error_rate") == 0) {
+            if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+                goto bad;
+            c->lock_error_rate = json_number_value(v);
+        } else if (strcmp(k, "lock_seed") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                goto bad;
+            c->lock_seed = (unsigned long long)json_integer_value(v);
+        } else if (strcmp(k, "multi_currency") == 0) {
+            if (!json_is_boolean(v))
+                goto bad;
+            c->multi_currency = json_is_true(v);
+        } else if (strcmp(k, "default_currency") == 0) {
+            if (!iso3(json_string_value(v)))
+                goto bad;
+            snprintf(c->default_currency, 4, "%s", json_string_value(v));
+        } else if (strcmp(k, "currencies") == 0) {
+            size_t i;
+            json_t *x;
+            if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > 16)
+                goto bad;
+            json_array_foreach(v, i, x) if (!iso3(json_string_value(x))) goto bad;
+            c->ncurrencies = 0;
+            json_array_foreach(v, i, x)
+                snprintf(c->currencies[c->ncurrencies++], 4, "%s", json_string_value(x));
+        } else if (strcmp(k, "create_only_fields") == 0) {
+            const char *s = json_string_value(v);
+            if (!s || (strcmp(s, "reject_any") != 0 && strcmp(s, "reject_changed") != 0))
+                goto bad;
+            c->create_only_any = strcmp(s, "reject_any") == 0;
+        } else if (strcmp(k, "payment_object") == 0) {
+            const char *s = json_string_value(v);
+            if (!is_ident(s) || !custom_field(s))
+                goto bad;
+            snprintf(c->payment_object, sizeof c->payment_object, "%s", s);
+        } else if (strcmp(k, "external_id_fields") == 0) {
+            const char *o;
+            json_t *a;
+            if (!json_is_object(v))
+                goto bad;
+            json_object_foreach(v, o, a)
+            {
+                int kind = kind_of(c, o);
+                size_t i;
+                json_t *x;
+                if (kind < 0 || !json_is_array(a) || json_array_size(a) < 1 ||
+                    json_array_size(a) > MAX_EXT) {
+                    snprintf(err, errsz,
+                             "external_id_fields: \"%s\" must be a known object with 1..%d "
+                             "field names",
+                             o, MAX_EXT);
+                    return -1;
+                }
+                json_array_foreach(a, i, x) if (!is_ident(json_string_value(x))) goto bad;
+                memset(c->ext[kind], 0, sizeof c->ext[kind]);
+                json_array_foreach(a, i, x)
+                    snprintf(c->ext[kind][i], sizeof c->ext[kind][i], "%s", json_string_value(x));
+            }
+        } else {
+            snprintf(err, errsz, "unknown key \"%s\"", k);
+            return -1;
+        }
+        continue;
+    bad:
+        snprintf(err, errsz, "bad value for \"%s\" (see sim/README.md)", k);
+        return -1;
+    }
+    int found = 0;
+    for (int i = 0; i < c->ncurrencies; i++)
+        found |= strcmp(c->currencies[i], c->default_currency) == 0;
+    if (!found) {
+        snprintf(err, errsz, "default_currency must be one of currencies");
+        return -1;
+    }
+    c->rng = c->lock_seed;
+    return 0;
+}
+
+/* GET /_sim/collections: the settings; POST: change some of them (until /_sim/reset). */
+void pg_sim_sf_coll_settings(struct pg_sim *sim,
+                             const struct pg_sim_req *req,
+                             struct pg_sim_reply *out)
+{
+    struct sf_coll *c = coll(sim);
+    pthread_mutex_lock(&sim->mu);
+    if (strcmp(req->method, "POST") == 0) {
+        struct sf_coll scratch = *c;
+        char err[256];
+        if (!json_is_object(req->json) ||
+            settings_apply(&scratch, req->json, err, sizeof err) != 0) {
+            pthread_mutex_unlock(&sim->mu);
+            pg_sim_ctl_error(out, 400, "bad_request", "%s",
+                             json_is_object(req->json) ? err : "the body must be a JSON object");
+            return;
+        }
+        *c = scratch;
+    }
+    json_t *j = settings_json(c);
+    pthread_mutex_unlock(&sim->mu);
+    pg_sim_reply_json(out, 200, j);
+}
+
+/*
+ * POST /_sim/collections/records {"type": "Order", "records": [{...}]}: store records as they are
+ * (an Id is assigned when absent), unchecked: e.g. two Orders with one POS_Check_Id__c, as an org
+ * whose field is External ID but not Unique can hold. Answers {"ids": [...]}.
+ */
+void pg_sim_sf_coll_records(struct pg_sim *sim,
+                            const struct pg_sim_req *req,
+                            struct pg_sim_reply *out)
+{
+    struct sf_coll *c = coll(sim);
+    const char *type = json_string_value(json_object_get(req->json, "type"));
+    json_t *recs = json_object_get(req->json, "records");
+    pthread_mutex_lock(&sim->mu);
+    int kind = type ? kind_of(c, type) : -1;
+    size_t i;
+    json_t *r;
+    int ok = kind >= 0 && json_is_array(recs);
+    json_array_foreach(recs, i, r) ok &= json_is_object(r);
+    if (!ok) {
+        pthread_mutex_unlock(&sim->mu);
+        pg_sim_ctl_error(
+            out, 400, "bad_request",
+            "body: {\"type\": Order|OrderItem|Product2|PricebookEntry|Payment|<payment "
+            "object>, \"records\": [objects]}");
+        return;
+    }
+    json_t *arr = json_object_get(sim->state, KIND_KEY[kind]);
+    if (!arr)
+        json_object_set_new(sim->state, KIND_KEY[kind], arr = json_array());
+    json_t *ids = json_array();
+    json_array_foreach(recs, i, r)
+    {
+        char id[19];
+        json_t *rec = json_pack("{s:{s:s}}", "attributes", "type", kind_name(c, kind));
+        json_object_update(rec, r);
+        json_object_set_new(rec, "attributes", json_pack("{s:s}", "type", kind_name(c, kind)));
+        if (!json_is_string(json_object_get(rec, "Id"))) {
+            new_id(c, kind, id);
+            json_object_set_new(rec, "Id", json_string(id));
+        }
+        json_array_append(ids, json_object_get(rec, "Id"));
+        json_array_append_new(arr, rec);
+    }
+    pthread_mutex_unlock(&sim->mu);
+    pg_sim_reply_json(out, 201, json_pack("{s:o}", "ids", ids));
+}
