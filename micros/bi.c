@@ -1184,12 +1184,14 @@ int pg_bi_guest_checks(struct pg_bi *b,
     return rc;
 }
 
-static char *loc_body(const char *loc_ref, const char *bus_dt)
+/* Every request names the application (optional in the API since 20.1.10, but it identifies us
+ * in Oracle's logs and some deployments require it). */
+static char *loc_body(const char *app_name, const char *loc_ref, const char *bus_dt)
 {
     json_t *j = json_object();
     if (!j)
         return NULL;
-    int bad = 0;
+    int bad = json_object_set_new(j, "applicationName", json_string(app_name));
     if (loc_ref)
         bad |= json_object_set_new(j, "locRef", json_string(loc_ref));
     if (bus_dt)
@@ -1247,7 +1249,7 @@ int pg_bi_dimension(struct pg_bi *b,
     if (*resp)
         return PG_OK;
 
-    char *body = loc_body(loc_ref, NULL);
+    char *body = loc_body(b->app_name, loc_ref, NULL);
     if (!body)
         return PG_ENOMEM;
     json_t *j = NULL;
@@ -1303,7 +1305,7 @@ int pg_bi_daily_totals(struct pg_bi *b,
         set_why(why, whysz, "unknown daily totals operation, invalid locRef or busDt");
         return PG_EINVAL;
     }
-    char *body = loc_body(loc_ref, bus_dt);
+    char *body = loc_body(b->app_name, loc_ref, bus_dt);
     if (!body)
         return PG_ENOMEM;
     int rc = bi_call(b, name, body, deadline_ms, resp, NULL, NULL, why, whysz);
@@ -1334,7 +1336,7 @@ int pg_bi_latest_bus_dt(struct pg_bi *b,
         cur_utc[0] = '\0';
     if (!b || !bus_dt || !sz || (cur_utc && !cusz) || !loc_ref_ok(loc_ref))
         return PG_EINVAL;
-    char *body = loc_body(loc_ref, NULL);
+    char *body = loc_body(b->app_name, loc_ref, NULL);
     if (!body)
         return PG_ENOMEM;
     json_t *j = NULL;

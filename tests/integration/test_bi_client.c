@@ -796,12 +796,12 @@ static void dimensions_cached(void **state)
     json_decref(a);
     assert_int_equal(atomic_load(&g_dim_calls), 3);
 
-    /* The whole enterprise's locations: no locRef in the body. */
+    /* The whole enterprise's locations: no locRef in the body (the application is always named). */
     assert_int_equal(pg_bi_dimension(b, "getLocationDimensions", NULL, soon(), &a, why, sizeof why),
                      PG_OK);
     json_decref(a);
     pthread_mutex_lock(&g_mu);
-    assert_string_equal(g_last_body, "{}");
+    assert_string_equal(g_last_body, "{\"applicationName\":\"posgate-test\"}");
     assert_string_equal(g_last_op, "getLocationDimensions");
     pthread_mutex_unlock(&g_mu);
 
