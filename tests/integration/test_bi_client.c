@@ -832,7 +832,9 @@ static void daily_totals_and_latest(void **state)
     json_decref(t);
     pthread_mutex_lock(&g_mu);
     assert_string_equal(g_last_op, "getControlDailyTotals");
-    assert_string_equal(g_last_body, "{\"locRef\":\"0042\",\"busDt\":\"2024-05-01\"}");
+    assert_string_equal(
+        g_last_body,
+        "{\"applicationName\":\"posgate-test\",\"locRef\":\"0042\",\"busDt\":\"2024-05-01\"}");
     pthread_mutex_unlock(&g_mu);
     assert_int_equal(pg_bi_daily_totals(b, "getOperationsDailyTotals", "0042", "2024-05-01", soon(),
                                         &t, why, sizeof why),
