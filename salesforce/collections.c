@@ -8,34 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "salesforce/sf_internal.h"
 #include "salesforce/soql.h"
 #include "server/httpc.h"
 #include "server/log.h"
 #include "server/util.h"
-
-static void set_err(struct pg_sf_error *err, long status, const char *code, const char *msg)
-{
-    if (!err)
-        return;
-    err->status = status;
-    snprintf(err->code, sizeof err->code, "%s", code ? code : "");
-    snprintf(err->message, sizeof err->message, "%s", msg ? msg : "");
-}
-
-static int version_ok(const char *v)
-{
-    size_t i = 0, n = strlen(v);
-    if (n == 0 || n >= 16)
-        return 0;
-    while (v[i] >= '0' && v[i] <= '9')
-        i++;
-    if (i == 0 || v[i] != '.')
-        return 0;
-    size_t j = ++i;
-    while (v[i] >= '0' && v[i] <= '9')
-        i++;
-    return i > j && v[i] == '\0';
-}
 
 int pg_sf_upsert_code_retryable(const char *code)
 {
@@ -110,18 +87,6 @@ static json_t *map_results(json_t *j, size_t n)
     return out;
 }
 
-static int transport_error(int rc, int64_t deadline_ms, const char *what, struct pg_sf_error *err)
-{
-    set_err(err, 0, "", what);
-    if (rc == PG_ENOMEM)
-        return PG_ENOMEM;
-    if (rc == PG_ETIMEDOUT || pg_now_ms() >= deadline_ms)
-        return PG_ETIMEDOUT;
-    if (rc == PG_ETOOLARGE || rc == PG_EINVAL)
-        return PG_EPROTO;
-    return PG_EUNAVAIL;
-}
-
 int pg_sf_upsert(struct pg_sf_oauth *oauth,
                  const struct pg_sf_rest_config *c,
                  const char *sobject,
@@ -135,7 +100,7 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
     struct pg_sf_error scratch;
     if (!err)
         err = &scratch;
-    set_err(err, 0, "", "");
+    pg_sf__set_err(err, 0, "", "");
     if (results)
         *results = NULL;
     const char *ver = c && c->api_version ? c->api_version : "66.0";
@@ -143,7 +108,7 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
     int timeout_ms = c && c->timeout_ms > 0 ? c->timeout_ms : 5000;
     size_t max_resp = c && c->max_response_bytes ? c->max_response_bytes : (1u << 20);
     size_t n = json_array_size(records);
-    if (!oauth || !results || !version_ok(ver) || !pg_soql_ident_ok(sobject) ||
+    if (!oauth || !results || !pg_sf__version_ok(ver) || !pg_soql_ident_ok(sobject) ||
         !pg_soql_ident_ok(ext_field) || !json_is_array(records) || n == 0 ||
         n > PG_SF_COLLECTION_MAX)
         return PG_EINVAL;
@@ -155,16 +120,16 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
              ext_field);
     int rc;
     for (int attempt = 0;; attempt++) {
-        set_err(err, 0, "", "");
+        pg_sf__set_err(err, 0, "", "");
         if (pg_now_ms() >= deadline_ms) {
-            set_err(err, 0, "", "deadline passed");
+            pg_sf__set_err(err, 0, "", "deadline passed");
             rc = PG_ETIMEDOUT;
             break;
         }
         char token[PG_SF_TOKEN_MAX], inst[PG_SF_URL_MAX];
         rc = pg_sf_oauth_token(oauth, deadline_ms, token, sizeof token, inst, sizeof inst);
         if (rc) {
-            set_err(err, 0, "", "no Salesforce access token");
+            pg_sf__set_err(err, 0, "", "no Salesforce access token");
             break;
         }
         char *url = NULL, *auth = NULL;
@@ -200,7 +165,7 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
         explicit_bzero(auth, strlen(auth));
         free(auth);
         if (rc != PG_OK) {
-            rc = transport_error(rc, deadline_ms, resp.error, err);
+            rc = pg_sf__transport_error(rc, deadline_ms, resp.error, err);
             pg_httpc_resp_free(&resp);
             explicit_bzero(token, sizeof token);
             break;
@@ -213,7 +178,7 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
             json_t *out = map_results(j, n);
             json_decref(j);
             if (!out) {
-                set_err(err, status, "", "reply is not one result per record");
+                pg_sf__set_err(err, status, "", "reply is not one result per record");
                 rc = PG_EPROTO;
                 break;
             }
@@ -223,8 +188,8 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
             break;
         }
         json_t *e = json_is_array(j) ? json_array_get(j, 0) : j;
-        set_err(err, status, json_string_value(json_object_get(e, "errorCode")),
-                json_string_value(json_object_get(e, "message")));
+        pg_sf__set_err(err, status, json_string_value(json_object_get(e, "errorCode")),
+                       json_string_value(json_object_get(e, "message")));
         json_decref(j);
         if (status == 401) {
             pg_sf_oauth_invalidate(oauth, token);

@@ -1,4 +1,5 @@
 #include "salesforce/rest.h"
+#include "salesforce/sf_internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ struct pg_sf_rest {
     long long used, max;
 };
 
-static int version_ok(const char *v)
+int pg_sf__version_ok(const char *v)
 {
     /* digits '.' digits, short: it is pasted into every URL path. */
     size_t i = 0, n = strlen(v);
@@ -47,7 +48,7 @@ int pg_sf_rest_new(const struct pg_sf_rest_config *c,
         return PG_EINVAL;
     *out = NULL;
     const char *ver = c && c->api_version ? c->api_version : "66.0";
-    if (!oauth || !version_ok(ver))
+    if (!oauth || !pg_sf__version_ok(ver))
         return PG_EINVAL;
     struct pg_sf_rest *r = calloc(1, sizeof *r);
     if (!r)
@@ -132,7 +133,7 @@ static void note_limits(struct pg_sf_rest *r, const char *value)
     pthread_mutex_unlock(&r->mu);
 }
 
-static void set_err(struct pg_sf_error *err, long status, const char *code, const char *msg)
+void pg_sf__set_err(struct pg_sf_error *err, long status, const char *code, const char *msg)
 {
     if (!err)
         return;
@@ -147,12 +148,12 @@ static void parse_sf_error(json_t *j, long status, struct pg_sf_error *err)
     json_t *e = json_is_array(j) ? json_array_get(j, 0) : j;
     const char *code = json_string_value(json_object_get(e, "errorCode"));
     const char *msg = json_string_value(json_object_get(e, "message"));
-    set_err(err, status, code, msg);
+    pg_sf__set_err(err, status, code, msg);
 }
 
-static int transport_error(int rc, int64_t deadline_ms, const char *what, struct pg_sf_error *err)
+int pg_sf__transport_error(int rc, int64_t deadline_ms, const char *what, struct pg_sf_error *err)
 {
-    set_err(err, 0, "", what);
+    pg_sf__set_err(err, 0, "", what);
     if (rc == PG_ENOMEM)
         return PG_ENOMEM;
     /* A connect cut short by our own budget reports "not sent": it is still the deadline. */
@@ -178,15 +179,15 @@ static int sf_get(struct pg_sf_rest *r,
     if (!err)
         err = &scratch; /* the errorCode is needed to tell the two 403s apart */
     for (int attempt = 0;; attempt++) {
-        set_err(err, 0, "", "");
+        pg_sf__set_err(err, 0, "", "");
         if (pg_now_ms() >= deadline_ms) {
-            set_err(err, 0, "", "deadline passed");
+            pg_sf__set_err(err, 0, "", "deadline passed");
             return PG_ETIMEDOUT;
         }
         char token[PG_SF_TOKEN_MAX], inst[PG_SF_URL_MAX];
         int rc = pg_sf_oauth_token(r->oauth, deadline_ms, token, sizeof token, inst, sizeof inst);
         if (rc) {
-            set_err(err, 0, "", "no Salesforce access token");
+            pg_sf__set_err(err, 0, "", "no Salesforce access token");
             return rc;
         }
         char *url = NULL, *auth = NULL;
@@ -226,7 +227,7 @@ static int sf_get(struct pg_sf_rest *r,
         (void)note_limits;
 #endif
         if (rc != PG_OK) {
-            rc = transport_error(rc, deadline_ms, resp.error, err);
+            rc = pg_sf__transport_error(rc, deadline_ms, resp.error, err);
             pg_httpc_resp_free(&resp);
             explicit_bzero(token, sizeof token);
             return rc;
@@ -238,7 +239,7 @@ static int sf_get(struct pg_sf_rest *r,
         if (status == 200) {
             explicit_bzero(token, sizeof token);
             if (!j) {
-                set_err(err, status, "", "unparseable reply");
+                pg_sf__set_err(err, status, "", "unparseable reply");
                 return PG_EPROTO;
             }
             err->status = status;
@@ -258,7 +259,8 @@ static int sf_get(struct pg_sf_rest *r,
         }
         explicit_bzero(token, sizeof token);
         if (status == 300) {
-            set_err(err, status, "MULTIPLE_CHOICES", "the external id matches several records");
+            pg_sf__set_err(err, status, "MULTIPLE_CHOICES",
+                           "the external id matches several records");
             return PG_EEXIST;
         }
         if (status == 404)
@@ -309,7 +311,7 @@ static int get_record(struct pg_sf_rest *r,
         return rc;
     if (!json_is_object(j)) {
         json_decref(j);
-        set_err(err, 200, "", "reply is not a record");
+        pg_sf__set_err(err, 200, "", "reply is not a record");
         return PG_EPROTO;
     }
     *record = j;
@@ -325,7 +327,7 @@ int pg_sf_rest_get_by_external_id(struct pg_sf_rest *r,
                                   json_t **record,
                                   struct pg_sf_error *err)
 {
-    set_err(err, 0, "", "");
+    pg_sf__set_err(err, 0, "", "");
     if (record)
         *record = NULL;
     if (!r || !record || !pg_soql_ident_ok(object) || !pg_soql_ident_ok(field) || !value ||
@@ -354,7 +356,7 @@ int pg_sf_rest_get_by_id(struct pg_sf_rest *r,
                          json_t **record,
                          struct pg_sf_error *err)
 {
-    set_err(err, 0, "", "");
+    pg_sf__set_err(err, 0, "", "");
     if (record)
         *record = NULL;
     if (!r || !record || !pg_soql_ident_ok(object) || !id || !pg_sf_id_valid(id) ||
@@ -378,7 +380,7 @@ int pg_sf_rest_query(struct pg_sf_rest *r,
                      json_t **records,
                      struct pg_sf_error *err)
 {
-    set_err(err, 0, "", "");
+    pg_sf__set_err(err, 0, "", "");
     if (records)
         *records = NULL;
     if (!r || !records || !soql || !*soql)
@@ -398,7 +400,7 @@ int pg_sf_rest_query(struct pg_sf_rest *r,
     json_t *recs = json_object_get(j, "records");
     if (!json_is_array(recs)) {
         json_decref(j);
-        set_err(err, 200, "", "query reply has no records array");
+        pg_sf__set_err(err, 200, "", "query reply has no records array");
         return PG_EPROTO;
     }
     *records = json_incref(recs);
