@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 
 #include "server/util.h"
 #include "store/redis.h"
@@ -51,19 +52,39 @@ static const char put_lua[] =
     "end\n"
     "return 1\n";
 
+/*
+ * Run a script by its SHA-1 (EVALSHA), loading it with EVAL only when Redis does not know it
+ * (first use, or after a restart): the lookup path then sends a few bytes per hit instead of the
+ * whole script.
+ */
 static int eval_argv(redisReply **r, const char *script, const char **args, int nargs)
 {
+    unsigned char md[SHA_DIGEST_LENGTH];
+    char sha[2 * SHA_DIGEST_LENGTH + 1];
+    SHA1((const unsigned char *)script, strlen(script), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(sha + 2 * i, 3, "%02x", md[i]);
     const char *argv[20];
     size_t argvlen[20];
     int n = 0;
-    argv[n++] = "EVAL";
-    argv[n++] = script;
+    argv[n++] = "EVALSHA";
+    argv[n++] = sha;
     argv[n++] = "0";
     for (int i = 0; i < nargs && n < 20; i++)
         argv[n++] = args[i];
     for (int i = 0; i < n; i++)
         argvlen[i] = strlen(argv[i]);
-    return pg_redis_command_argv(r, n, argv, argvlen);
+    int rc = pg_redis_command_argv(r, n, argv, argvlen);
+    if (rc == PG_EPROTO && pg_redis_reply_is_error(*r, "NOSCRIPT")) {
+        freeReplyObject(*r);
+        *r = NULL;
+        argv[0] = "EVAL";
+        argv[1] = script;
+        argvlen[0] = 4;
+        argvlen[1] = strlen(script);
+        rc = pg_redis_command_argv(r, n, argv, argvlen);
+    }
+    return rc;
 }
 
 int pg_member_put(const json_t *member, const char *default_country, int64_t ttl_ms)
