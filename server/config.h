@@ -100,6 +100,34 @@ struct pg_config {
     char *partner_jwt_aud;
     int partner_jwt_skew_s;
     json_t *partner_jwt_keys; /* same shape as salesforce.events_jwt.keys; several = rotation */
+    /* MICROS → Salesforce (checks.*): see README "MICROS → Salesforce" */
+    char *bi_base_url;
+    char *bi_auth_base_url;
+    char *bi_org;
+    char *bi_client_id;
+    char *bi_username;
+    char *bi_password; /* secret */
+    char *bi_application_name;
+    int bi_timeout_ms;
+    int poll_enabled;
+    int poll_interval_s;
+    int poll_repoll_days;
+    int poll_backoff_max_s;
+    char **poll_locations; /* NULL-terminated; empty: every location of checks.transform */
+    int checks_body_max;
+    int checks_push_max;
+    json_t *checks_transform; /* validated by sync/transform.h */
+    int load_enabled;
+    int load_workers;
+    int load_retry_base_ms;
+    int load_retry_cap_ms;
+    int load_max_attempts;
+    int load_reclaim_idle_ms;
+    int load_limit_pause_s;
+    int load_create_products;
+    json_t *checks_matching; /* validated by sync/match.h */
+    int recon_enabled;
+    int recon_interval_s;
     /* operators */
     char **admin_key_hashes; /* "sha256:<hex>" of each admin API key */
 };
