@@ -34,6 +34,7 @@
 #define PG_KEY_CHK_REVIEW "pg:chk:review"    /* stream of ambiguous customer matches */
 #define PG_KEY_CHK_PAUSE "pg:chk:pause"      /* set while Salesforce's API allocation is spent */
 #define PG_KEY_CHK_RECON "pg:chk:recon:"     /* + loc:busdt: the last reconciliation report */
+#define PG_KEY_CHK_DIMS "pg:chk:dims:"       /* + loc: dimension names for the transform (JSON) */
 
 /* Audit streams keep the newest entries per customer. */
 #define PG_AUDIT_MAXLEN 1000
