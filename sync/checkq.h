@@ -74,6 +74,12 @@ int pg_checkq_validate(const char *loc_ref,
                        size_t whysz) PG_WARN_UNUSED;
 
 /**
+ * The digest the queue stores for a check: SHA-1 hex of json_dumps(check, JSON_COMPACT |
+ * JSON_SORT_KEYS) into out (>= 41 bytes).
+ */
+int pg_checkq_digest(const json_t *check, char *out, size_t outsz) PG_WARN_UNUSED;
+
+/**
  * Record n checks (each validated first: PG_EINVAL names the index of the first bad one and
  * nothing is written). source: "bi" | "push"; rid: request id (may be NULL). results[i] gets each
  * check's outcome. Returns PG_OK, PG_EINVAL, or the Redis error (PG_EUNAVAIL, PG_ETIMEDOUT...),
