@@ -241,6 +241,7 @@ static const struct pg_sim_route sf_routes[] = {
     {"POST", "/services/oauth2/token", 0, pg_sim_sf_token},
     {"*", "/services/oauth2/", 1, sf_oauth_not_found},
     {"PATCH", "/services/data/v", 1, pg_sim_sf_collections}, /* others: pg_sim_sf_data */
+    {"DELETE", "/services/data/v", 1, pg_sim_sf_collections_delete}, /* others: pg_sim_sf_data */
     {"*", "/services/data/v", 1, pg_sim_sf_data},
     {"*", "/services/", 1, sf_not_found}, /* REST paths we do not serve yet still count */
     {NULL, NULL, 0, NULL},

@@ -45,7 +45,8 @@ struct sf_coll {
     /* runtime */
     unsigned long long rng;
     unsigned long long id_counter;
-    long long calls, records, created, updated, failed, lock_errors;
+    long long calls, records, created, updated, failed, lock_errors, deleted;
+    json_t *gone; /* ids deleted through DELETE /composite/sobjects: id15 -> true */
     char std_pricebook[19], pos_pricebook[19];
 };
 
@@ -181,6 +182,8 @@ static const struct {
     {O_ITEM, "PricebookEntry", "PricebookEntryId", O_PBE},
     {O_PBE, "Product2", "Product2Id", O_PRODUCT},
     {O_CUSTOM, "Order__r", "Order__c", O_ORDER},
+    /* a custom lookup from an Order to another (a return's original sale) */
+    {O_ORDER, "Original_Order__r", "Original_Order__c", O_ORDER},
 };
 
 static struct sf_coll *coll(struct pg_sim *sim)
@@ -237,12 +240,19 @@ int pg_sim_sf_coll_init(struct sf_priv *p)
     c->id_counter = 4000;
     pg_sim_sf_id18("01s5g000000StdP", c->std_pricebook);
     pg_sim_sf_id18("01s5g000000PosB", c->pos_pricebook);
+    c->gone = json_object();
+    if (!c->gone) {
+        free(c);
+        return PG_ENOMEM;
+    }
     p->coll = c;
     return PG_OK;
 }
 
 void pg_sim_sf_coll_free(struct sf_priv *p)
 {
+    if (p->coll)
+        json_decref(p->coll->gone);
     free(p->coll);
     p->coll = NULL;
 }
@@ -252,6 +262,8 @@ void pg_sim_sf_coll_reset(struct pg_sim *sim)
     struct sf_coll *c = coll(sim);
     set_defaults(c);
     c->calls = c->records = c->created = c->updated = c->failed = c->lock_errors = 0;
+    c->deleted = 0;
+    json_object_clear(c->gone);
 }
 
 static json_t *pricebooks(struct sf_coll *c)
@@ -278,6 +290,7 @@ void pg_sim_sf_coll_state(struct pg_sim *sim, json_t *view)
     json_object_set_new(counts, "updated", json_integer(c->updated));
     json_object_set_new(counts, "failed", json_integer(c->failed));
     json_object_set_new(counts, "lock_errors", json_integer(c->lock_errors));
+    json_object_set_new(counts, "deleted", json_integer(c->deleted));
     json_object_set_new(view, "collections", counts);
 }
 
@@ -1069,6 +1082,198 @@ void pg_sim_sf_collections(struct pg_sim *sim,
     memcpy(obj, rest, (size_t)(slash - rest));
     obj[slash - rest] = '\0';
     upsert(sim, req, obj, slash + 1, out);
+}
+
+/* ---- DELETE /composite/sobjects?ids=...&allOrNone=... (salesforce-wire.md §4.4) ---- */
+
+/* The array and index of the record with this Id, of any kind; -1 when none. */
+static int locate(json_t *w, const char *id, size_t *idx)
+{
+    for (int k = 0; k < O_CUSTOM; k++) {
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(w, KIND_KEY[k]), i, r)
+        {
+            const char *v = json_string_value(json_object_get(r, "Id"));
+            if (v && strncmp(v, id, 15) == 0) {
+                *idx = i;
+                return k;
+            }
+        }
+    }
+    return -1;
+}
+
+/* Delete one record from w (its items with an Order). 0, or -1 with e filled. */
+static int delete_one(struct sf_coll *c, json_t *w, const char *id, struct rec_err *e)
+{
+    char id15[16];
+    if (!id_shape(id, NULL))
+        return fail(e, "MALFORMED_ID", json_array(), "malformed id %s", id);
+    snprintf(id15, sizeof id15, "%.15s", id);
+    size_t idx = 0;
+    int kind = locate(w, id, &idx);
+    if (kind < 0) {
+        if (json_object_get(c->gone, id15))
+            return fail(e, "ENTITY_IS_DELETED", json_array(), "entity is deleted");
+        return fail(e, "INVALID_CROSS_REFERENCE_KEY", json_array(), "invalid cross reference id");
+    }
+    json_t *arr = json_object_get(w, KIND_KEY[kind]);
+    json_t *rec = json_array_get(arr, idx);
+    if (kind == O_ORDER && strcmp(sv(rec, "Status"), "Draft") != 0)
+        return fail(e, "FIELD_INTEGRITY_EXCEPTION", json_array(),
+                    "Cannot delete an activated order");
+    char order_id[19] = "";
+    if (kind == O_ITEM) {
+        json_t *order = find_id(w, O_ORDER, sv(rec, "OrderId"));
+        if (order && strcmp(sv(order, "Status"), "Draft") != 0)
+            return fail(e, "FIELD_INTEGRITY_EXCEPTION", json_array(),
+                        "You can't add, edit or delete order products on an activated order");
+        snprintf(order_id, sizeof order_id, "%s", sv(rec, "OrderId"));
+    }
+    /* §5.6: a Payment is deletable only while it is a Draft */
+    if (kind == O_PAYMENT && strcmp(sv(rec, "Status"), "Draft") != 0)
+        return fail(e, "FIELD_INTEGRITY_EXCEPTION", json_array(),
+                    "You can't delete a payment whose status is %s", sv(rec, "Status"));
+    if (c->lock_error_rate > 0 &&
+        (double)(splitmix(&c->rng) >> 11) * 0x1.0p-53 < c->lock_error_rate) {
+        c->lock_errors++;
+        return fail(e, "UNABLE_TO_LOCK_ROW", json_array(),
+                    "unable to obtain exclusive access to this record or 1 records: %s", id);
+    }
+    if (kind == O_ORDER) {
+        /* deleting an order deletes its order products */
+        json_t *items = json_object_get(w, "order_items");
+        for (size_t i = json_array_size(items); i-- > 0;) {
+            json_t *it = json_array_get(items, i);
+            if (strncmp(sv(it, "OrderId"), id15, 15) == 0) {
+                char it15[16];
+                snprintf(it15, sizeof it15, "%.15s", sv(it, "Id"));
+                json_object_set_new(c->gone, it15, json_true());
+                json_array_remove(items, i);
+            }
+        }
+    }
+    json_object_set_new(c->gone, id15, json_true());
+    json_array_remove(arr, idx);
+    if (order_id[0])
+        rollup(w, order_id);
+    return 0;
+}
+
+/*
+ * Up to 200 record ids of any objects, comma-separated; allOrNone defaults to false. HTTP 200
+ * with one result per id, in order: {"id", "success": true, "errors": []} or
+ * {"id", "success": false, "errors": [{statusCode, message, fields}]}: MALFORMED_ID,
+ * ENTITY_IS_DELETED (deleted before), INVALID_CROSS_REFERENCE_KEY (no such record),
+ * FIELD_INTEGRITY_EXCEPTION (an activated Order, an item of one, a non-Draft Payment),
+ * UNABLE_TO_LOCK_ROW. allOrNone true with a failure deletes nothing (the others get
+ * ALL_OR_NONE_OPERATION_ROLLED_BACK).
+ */
+static void
+delete_records(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out)
+{
+    struct sf_coll *c = coll(sim);
+    char *ids = pg_sim_form_get(req->query, strlen(req->query), "ids");
+    char *aon = pg_sim_form_get(req->query, strlen(req->query), "allOrNone");
+    if (!ids || !*ids) {
+        free(ids);
+        free(aon);
+        bad_request(out, "MISSING_ARGUMENT", "ids not specified");
+        return;
+    }
+    int all_or_none = aon && strcasecmp(aon, "true") == 0;
+    if (aon && !all_or_none && strcasecmp(aon, "false") != 0) {
+        free(ids);
+        free(aon);
+        bad_request(out, "INVALID_QUERY_PARAMETER_VALUE", "allOrNone must be true or false");
+        return;
+    }
+    free(aon);
+    size_t n = 1;
+    for (const char *p = ids; *p; p++)
+        n += *p == ',';
+    if (n > MAX_RECORDS) {
+        free(ids);
+        bad_request(out, "EXCEEDED_ID_LIMIT",
+                    "record limit reached. cannot submit more than 200 records into this call");
+        return;
+    }
+    json_t *results = json_array();
+    int any_failed = 0;
+    pthread_mutex_lock(&sim->mu);
+    json_t *w = json_object();
+    for (int kk = 0; kk < O_CUSTOM; kk++) {
+        json_t *a = json_object_get(sim->state, KIND_KEY[kk]);
+        json_object_set_new(w, KIND_KEY[kk], a ? json_deep_copy(a) : json_array());
+    }
+    json_t *gone_before = json_deep_copy(c->gone);
+    c->calls++;
+    char *save = NULL;
+    for (char *id = strtok_r(ids, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
+        struct rec_err e = {{0}, {0}, NULL};
+        c->records++;
+        if (delete_one(c, w, id, &e) == 0) {
+            json_array_append_new(results,
+                                  json_pack("{s:s,s:b,s:[]}", "id", id, "success", 1, "errors"));
+        } else {
+            any_failed = 1;
+            c->failed++;
+            json_array_append_new(results,
+                                  json_pack("{s:s,s:b,s:[{s:s,s:s,s:o}]}", "id", id, "success", 0,
+                                            "errors", "statusCode", e.code, "message", e.msg,
+                                            "fields", e.fields ? e.fields : json_array()));
+        }
+    }
+    size_t i;
+    json_t *r;
+    if (all_or_none && any_failed) {
+        json_object_clear(c->gone);
+        json_object_update(c->gone, gone_before);
+        json_array_foreach(results, i, r)
+        {
+            if (json_is_true(json_object_get(r, "success")))
+                json_array_set_new(
+                    results, i,
+                    json_pack("{s:O,s:b,s:[{s:s,s:s,s:[]}]}", "id", json_object_get(r, "id"),
+                              "success", 0, "errors", "statusCode",
+                              "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message",
+                              "Record rolled back because not all records were valid and the "
+                              "request was using AllOrNone header",
+                              "fields"));
+        }
+    } else {
+        json_array_foreach(results, i, r) c->deleted += json_is_true(json_object_get(r, "success"));
+        for (int kk = 0; kk < O_CUSTOM; kk++)
+            json_object_set(sim->state, KIND_KEY[kk], json_object_get(w, KIND_KEY[kk]));
+    }
+    pthread_mutex_unlock(&sim->mu);
+    json_decref(gone_before);
+    json_decref(w);
+    free(ids);
+    pg_sim_reply_json(out, 200, results);
+}
+
+/* DELETE under /services/data/v: the collections delete; other paths go to sf_rest.c. */
+void pg_sim_sf_collections_delete(struct pg_sim *sim,
+                                  const struct pg_sim_req *req,
+                                  struct pg_sim_reply *out)
+{
+    const char *v = req->path + strlen("/services/data/");
+    int major = 0, len = 0;
+    if (sscanf(v, "v%3d.0%n", &major, &len) != 1 || len < 5 ||
+        strcmp(v + len, "/composite/sobjects") != 0) {
+        pg_sim_sf_data(sim, req, out);
+        return;
+    }
+    if (!pg_sim_sf_authorized(sim, req, out) || pg_sim_sf_api_call(sim, out))
+        return;
+    /* collections need API 42.0+ */
+    if (major < 42 || major > atoi(sim->cfg->sf.api_version)) {
+        pg_sim_sf_error(out, 404, "NOT_FOUND", "The requested resource does not exist");
+        return;
+    }
+    delete_records(sim, req, out);
 }
 
 /* ---- control API ---- */

@@ -37,6 +37,7 @@
     XX(ADJ_TYPE, "adjustment_type", "POS_Adjustment_Type__c")                                      \
     XX(REASON, "reason_code", "POS_Reason_Code__c")                                                \
     XX(PAYMENT_ORDER, "payment_order", "Order__r")                                                 \
+    XX(PAYMENT_AMOUNT, "payment_amount", "Amount__c")                                              \
     XX(TENDER_NUMBER, "tender_number", "POS_Tender_Number__c")                                     \
     XX(TENDER_NAME, "tender_name", "POS_Tender_Name__c")
 
@@ -679,7 +680,9 @@ static int build_payment(struct xf *x, struct line *l)
     const char *cur = loc_str(x, "currency"), *acct = loc_str(x, "account_id");
     if ((rc = put(r, "attributes", json_pack("{s:s}", "type", c->payment_object))) ||
         (rc = put(r, c->payment_ext, json_string(ext))) ||
-        (rc = put(r, "Amount", money(l->ttl, x->scale))) ||
+        /* A custom object has no standard Amount field: its amount is a custom field. */
+        (rc = put(r, c->standard_payment ? "Amount" : c->field[F_PAYMENT_AMOUNT],
+                  money(l->ttl, x->scale))) ||
         (cur && (rc = put(r, "CurrencyIsoCode", json_string(cur)))))
         return rc;
     if (c->standard_payment) {

@@ -50,7 +50,8 @@
  *              POS_Line_Service_Charge__c, pos_quantity POS_Quantity__c, moved POS_Moved__c,
  *              adjustment_type POS_Adjustment_Type__c ("void", "return", "error_correction"),
  *              reason_code POS_Reason_Code__c.
- *     payment: payment_order Order__r (custom payment objects only), tender_number
+ *     payment: payment_order Order__r and payment_amount Amount__c (custom payment objects only:
+ *              the standard Payment's amount is Amount), tender_number
  *              POS_Tender_Number__c, tender_name POS_Tender_Name__c.
  *
  * OUTPUT of pg_xf_check (all sObject records carry "attributes": {"type"}):

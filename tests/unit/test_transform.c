@@ -158,11 +158,11 @@ static void reference_example_balanced(void **state)
     const json_t *p1 = json_array_get(json_object_get(out, "payments"), 1);
     assert_string_equal(str(json_object_get(p0, "attributes"), "type"), "POS_Payment__c");
     assert_string_equal(str(p0, "POS_Tender_Line_Id__c"), "ACME-1234-5930161461");
-    assert_string_equal(str(p0, "Amount"), "200.00");
+    assert_string_equal(str(p0, "Amount__c"), "200.00");
     assert_string_equal(str(p0, "Name"), "Cash");
     assert_string_equal(str(json_object_get(p0, "Order__r"), "POS_Check_Id__c"),
                         "ACME-1234-915266015");
-    assert_string_equal(str(p1, "Amount"), "113.90");
+    assert_string_equal(str(p1, "Amount__c"), "113.90");
     assert_string_equal(str(p1, "Name"), "Visa");
 
     assert_int_equal(count(out, "products"), 2);
@@ -278,7 +278,7 @@ static void return_line(void **state)
     assert_string_equal(str(ai, "UnitPrice"), "15.00");
     /* the payout is a negative payment */
     const json_t *p = json_array_get(json_object_get(out, "payments"), 0);
-    assert_string_equal(str(p, "Amount"), "-16.20");
+    assert_string_equal(str(p, "Amount__c"), "-16.20");
     assert_string_equal(str(json_object_get(out, "order"), "POS_Check_Total__c"), "-16.20");
     json_decref(out);
 }
