@@ -24,6 +24,7 @@
 #include "handlers/handlers.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "sync/ratelimit.h"
 #include "sync/update.h"
 
 struct pg_hnd_state pg_hnd;
@@ -172,6 +173,7 @@ int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz)
 
 void pg_hnd_shutdown(void)
 {
+    pg_rate_stop(); /* lookups' rate-limit flusher: before Redis is shut down */
     pg_sf_rest_free(pg_hnd.sf_rest);
     pg_sf_oauth_free(pg_hnd.sf_oauth);
     pg_jwt_keyset_free(pg_hnd.sf_keys);

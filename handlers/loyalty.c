@@ -31,6 +31,7 @@
 #include "sync/keys.h"
 #include "sync/member.h"
 #include "sync/normalize.h"
+#include "sync/ratelimit.h"
 #include "sync/update.h"
 
 enum outcome { L_HIT, L_MISS, L_STALE, L_NOT_FOUND, L_UNAVAILABLE, L_RATE_LIMITED, L_N };
@@ -450,7 +451,7 @@ static int lookup_fetch(struct pg_req *req)
          * the answer there now: look again before calling Salesforce. */
         enum pg_member_hit h = PG_MEMBER_MISS;
         json_t *cm = NULL;
-        if (pg_member_get(lk->kind, lk->value, NULL, 0, NULL, &h, &cm) == PG_OK &&
+        if (pg_member_get(lk->kind, lk->value, &h, &cm) == PG_OK &&
             ((h == PG_MEMBER_FOUND &&
               pg_wall_ms() - json_integer_value(json_object_get(cm, "cached_at_ms")) <=
                   (int64_t)cfg->lookup_cache_ttl_s * 1000) ||
@@ -526,30 +527,28 @@ static int lookup_start(struct pg_req *req, struct lookup *lk, const char *store
         return pg_req_problem(req, 403, "this key may not look up members for that store", NULL);
     lk->deadline_ms = pg_now_ms() + cfg->lookup_budget_ms;
 
-    /* Rate limit per station key, per minute window, counted in the same round trip. */
+    /* Rate limit per station key, per minute window: counted in memory and added to Redis in
+     * the background (sync/ratelimit.h: why, and how exact it is across instances), so a hit is
+     * a read-only Redis round trip. */
     const json_t *station = pg_req_principal(req);
     const char *kid = json_string_value(json_object_get(station, "id"));
-    char rate_key[160] = "";
     int64_t now = pg_wall_ms();
-    if (kid)
-        snprintf(rate_key, sizeof rate_key, PG_KEY_RATE "%s:%lld", kid, (long long)(now / 60000));
-    long long n = 0;
-    enum pg_member_hit hit = PG_MEMBER_MISS;
-    json_t *m = NULL;
-    int rc = pg_member_get(lk->kind, lk->value, rate_key[0] ? rate_key : NULL, 60000, &n, &hit, &m);
-    if (rc != PG_OK) {
-        /* Redis down: straight to Salesforce, and no rate limit (fail open, counted). */
-        atomic_fetch_add(&redis_fail_open, 1);
-        pg_log(PG_LOG_WARN, pg_req_id(req), "lookup.redis_unavailable",
-               "cache and rate limit skipped: %s", pg_strerror(rc));
-        hit = PG_MEMBER_MISS;
-    } else if (kid && n > rate_limit(station)) {
-        json_decref(m);
+    if (kid && pg_rate_count(kid, now) > rate_limit(station)) {
         count(L_RATE_LIMITED);
         char ra[16];
         snprintf(ra, sizeof ra, "%lld", (long long)(60 - (now / 1000) % 60));
         pg_req_add_header(req, "Retry-After", ra);
         return pg_req_problem(req, 429, "rate limit for this key exceeded", NULL);
+    }
+    enum pg_member_hit hit = PG_MEMBER_MISS;
+    json_t *m = NULL;
+    int rc = pg_member_get(lk->kind, lk->value, &hit, &m);
+    if (rc != PG_OK) {
+        /* Redis down: straight to Salesforce (the rate limit still counts, in memory). */
+        atomic_fetch_add(&redis_fail_open, 1);
+        pg_log(PG_LOG_WARN, pg_req_id(req), "lookup.redis_unavailable", "cache skipped: %s",
+               pg_strerror(rc));
+        hit = PG_MEMBER_MISS;
     }
     if (hit == PG_MEMBER_NEGATIVE)
         return reply_not_found(req, "hit");
@@ -638,10 +637,14 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "# HELP posgate_lookup_salesforce_calls_total Salesforce calls made by lookups.\n"
             "# TYPE posgate_lookup_salesforce_calls_total counter\n"
             "posgate_lookup_salesforce_calls_total %llu\n"
-            "# HELP posgate_lookup_redis_fail_open_total Lookups served without the cache and rate "
-            "limit because Redis failed.\n"
+            "# HELP posgate_lookup_redis_fail_open_total Lookups served without the cache because "
+            "Redis failed (the rate limit then holds per instance).\n"
             "# TYPE posgate_lookup_redis_fail_open_total counter\n"
             "posgate_lookup_redis_fail_open_total %llu\n"
+            "# HELP posgate_lookup_rate_flush_failures_total Rate-limit count flushes to Redis "
+            "that failed (the counts stay in memory).\n"
+            "# TYPE posgate_lookup_rate_flush_failures_total counter\n"
+            "posgate_lookup_rate_flush_failures_total %llu\n"
             "# HELP posgate_salesforce_api_usage Daily API requests used (Sforce-Limit-Info); -1 "
             "when not seen yet.\n"
             "# TYPE posgate_salesforce_api_usage gauge\n"
@@ -655,6 +658,7 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "# HELP posgate_salesforce_token_failures_total Failed OAuth token requests.\n"
             "# TYPE posgate_salesforce_token_failures_total counter\n"
             "posgate_salesforce_token_failures_total %llu\n",
-            atomic_load(&sf_calls), atomic_load(&redis_fail_open), used, max, grants, failures);
+            atomic_load(&sf_calls), atomic_load(&redis_fail_open), pg_rate_flush_failures(), used,
+            max, grants, failures);
     return rc;
 }

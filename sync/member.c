@@ -1,5 +1,6 @@
 #include "sync/member.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,27 +21,22 @@ const char *pg_member_kind_name(enum pg_member_kind k)
 }
 
 /*
- * Read path. ARGV: rate key ("" = none), window ms, kind, value.
- * Returns {count, result}: result "" (miss), "!nf" (cached not-found) or the member JSON.
+ * Read path, read-only (so Redis never waits on the AOF fsync for it). ARGV: kind, value.
+ * Returns "" (miss), "!nf" (cached not-found) or the member JSON.
  */
 static const char get_lua[] =
-    "local n = 0\n"
-    "if ARGV[1] ~= '' then\n"
-    "  n = redis.call('INCR', ARGV[1])\n"
-    "  if n == 1 then redis.call('PEXPIRE', ARGV[1], ARGV[2]) end\n"
-    "end\n"
-    "local sfid = ARGV[4]\n"
-    "if ARGV[3] ~= 'sf' then\n"
-    "  sfid = redis.call('GET', '" PG_KEY_LOOKUP "' .. ARGV[3] .. ':' .. ARGV[4])\n"
-    "  if not sfid then return {n, ''} end\n"
-    "  if sfid == '!nf' then return {n, '!nf'} end\n"
+    "local sfid = ARGV[2]\n"
+    "if ARGV[1] ~= 'sf' then\n"
+    "  sfid = redis.call('GET', '" PG_KEY_LOOKUP "' .. ARGV[1] .. ':' .. ARGV[2])\n"
+    "  if not sfid then return '' end\n"
+    "  if sfid == '!nf' then return '!nf' end\n"
     "end\n"
     "local m = redis.call('GET', '" PG_KEY_MEMBER_SF "' .. sfid)\n"
-    "if m then return {n, m} end\n"
-    "if ARGV[3] == 'sf' and redis.call('GET', '" PG_KEY_LOOKUP "sf:' .. sfid) == '!nf' then\n"
-    "  return {n, '!nf'}\n"
+    "if m then return m end\n"
+    "if ARGV[1] == 'sf' and redis.call('GET', '" PG_KEY_LOOKUP "sf:' .. sfid) == '!nf' then\n"
+    "  return '!nf'\n"
     "end\n"
-    "return {n, ''}\n";
+    "return ''\n";
 
 /* Write path. ARGV: ttl ms, sfid, member JSON, then index kind/value pairs. */
 static const char put_lua[] =
@@ -52,18 +48,34 @@ static const char put_lua[] =
     "end\n"
     "return 1\n";
 
+/* The scripts are constants: each is hashed once (the lookup path runs a script per hit). */
+static char get_sha[2 * SHA_DIGEST_LENGTH + 1], put_sha[2 * SHA_DIGEST_LENGTH + 1];
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+
+static void sha_hex(const char *script, char *out)
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)script, strlen(script), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void hash_scripts(void)
+{
+    sha_hex(get_lua, get_sha);
+    sha_hex(put_lua, put_sha);
+}
+
 /*
  * Run a script by its SHA-1 (EVALSHA), loading it with EVAL only when Redis does not know it
  * (first use, or after a restart): the lookup path then sends a few bytes per hit instead of the
  * whole script.
  */
-static int eval_argv(redisReply **r, const char *script, const char **args, int nargs)
+static int
+eval_argv(redisReply **r, int timeout_ms, const char *script, const char **args, int nargs)
 {
-    unsigned char md[SHA_DIGEST_LENGTH];
-    char sha[2 * SHA_DIGEST_LENGTH + 1];
-    SHA1((const unsigned char *)script, strlen(script), md);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(sha + 2 * i, 3, "%02x", md[i]);
+    pthread_once(&sha_once, hash_scripts);
+    const char *sha = script == get_lua ? get_sha : put_sha;
     const char *argv[20];
     size_t argvlen[20];
     int n = 0;
@@ -74,7 +86,9 @@ static int eval_argv(redisReply **r, const char *script, const char **args, int 
         argv[n++] = args[i];
     for (int i = 0; i < n; i++)
         argvlen[i] = strlen(argv[i]);
-    int rc = pg_redis_command_argv(r, n, argv, argvlen);
+    if (timeout_ms <= 0)
+        timeout_ms = pg_redis_command_timeout_ms();
+    int rc = pg_redis_command_argv_timeout(r, timeout_ms, n, argv, argvlen);
     if (rc == PG_EPROTO && pg_redis_reply_is_error(*r, "NOSCRIPT")) {
         freeReplyObject(*r);
         *r = NULL;
@@ -82,7 +96,7 @@ static int eval_argv(redisReply **r, const char *script, const char **args, int 
         argv[1] = script;
         argvlen[0] = 4;
         argvlen[1] = strlen(script);
-        rc = pg_redis_command_argv(r, n, argv, argvlen);
+        rc = pg_redis_command_argv_timeout(r, timeout_ms, n, argv, argvlen);
     }
     return rc;
 }
@@ -130,7 +144,7 @@ int pg_member_put(const json_t *member, const char *default_country, int64_t ttl
         args[n++] = phone;
     }
     redisReply *r = NULL;
-    int rc = eval_argv(&r, put_lua, args, n);
+    int rc = eval_argv(&r, 0, put_lua, args, n);
     if (r)
         freeReplyObject(r);
     free(js);
@@ -147,35 +161,55 @@ int pg_member_put_negative(enum pg_member_kind kind, const char *value, int64_t 
     return rc;
 }
 
-int pg_member_get(enum pg_member_kind kind,
-                  const char *value,
-                  const char *rate_key,
-                  int64_t rate_window_ms,
-                  long long *count,
-                  enum pg_member_hit *hit,
-                  json_t **member)
+int pg_member_read(enum pg_member_kind kind,
+                   const char *value,
+                   int timeout_ms,
+                   enum pg_member_hit *hit,
+                   struct pg_member_rec *rec)
 {
     *hit = PG_MEMBER_MISS;
-    *member = NULL;
-    char win[24];
-    snprintf(win, sizeof win, "%lld", (long long)rate_window_ms);
-    const char *args[] = {rate_key ? rate_key : "", win, kind_names[kind], value};
+    memset(rec, 0, sizeof *rec);
+    const char *args[] = {kind_names[kind], value};
     redisReply *r = NULL;
-    int rc = eval_argv(&r, get_lua, args, 4);
-    if (rc == PG_OK && (r->type != REDIS_REPLY_ARRAY || r->elements != 2))
+    int rc = eval_argv(&r, timeout_ms, get_lua, args, 2);
+    if (rc == PG_OK && r->type != REDIS_REPLY_STRING)
         rc = PG_EPROTO;
     if (rc == PG_OK) {
-        if (count)
-            *count = r->element[0]->integer;
-        const char *v = r->element[1]->str ? r->element[1]->str : "";
-        if (strcmp(v, "!nf") == 0) {
+        if (r->len == 3 && memcmp(r->str, "!nf", 3) == 0) {
             *hit = PG_MEMBER_NEGATIVE;
-        } else if (*v) {
-            *member = json_loads(v, 0, NULL);
-            *hit = *member ? PG_MEMBER_FOUND : PG_MEMBER_MISS; /* unreadable: refetch */
+        } else if (r->len > 0) {
+            *hit = PG_MEMBER_FOUND;
+            rec->json = r->str;
+            rec->len = r->len;
+            rec->reply = r; /* the record's bytes live in the reply */
+            return PG_OK;
         }
     }
     if (r)
         freeReplyObject(r);
+    return rc;
+}
+
+void pg_member_rec_free(struct pg_member_rec *rec)
+{
+    if (rec->reply)
+        freeReplyObject(rec->reply);
+    memset(rec, 0, sizeof *rec);
+}
+
+int pg_member_get(enum pg_member_kind kind,
+                  const char *value,
+                  enum pg_member_hit *hit,
+                  json_t **member)
+{
+    *member = NULL;
+    struct pg_member_rec rec;
+    int rc = pg_member_read(kind, value, 0, hit, &rec);
+    if (rc == PG_OK && *hit == PG_MEMBER_FOUND) {
+        *member = json_loadb(rec.json, rec.len, 0, NULL);
+        if (!*member)
+            *hit = PG_MEMBER_MISS; /* unreadable: refetch */
+    }
+    pg_member_rec_free(&rec);
     return rc;
 }

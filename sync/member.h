@@ -13,6 +13,7 @@
 #ifndef PG_SYNC_MEMBER_H
 #define PG_SYNC_MEMBER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -45,16 +46,32 @@ int pg_member_put_negative(enum pg_member_kind kind,
                            const char *value,
                            int64_t ttl_ms) PG_WARN_UNUSED;
 
+/** A member record as Redis holds it (JSON bytes, not NUL-terminated), owned by reply. */
+struct pg_member_rec {
+    const char *json;
+    size_t len;
+    void *reply; /* the hiredis reply holding json; released by pg_member_rec_free */
+};
+
 /**
- * One round trip: count a request against rate_key (when non-NULL: INCR, window set on the first
- * hit; *count receives the count) and read the member for kind/value (normalised).
- * Ownership: on PG_MEMBER_FOUND *member is new (json_decref) and includes cached_at_ms.
+ * One round trip, read-only: the member for kind/value (normalised) as stored. timeout_ms bounds
+ * the call (0: the Redis command timeout). Ownership: on PG_MEMBER_FOUND *rec holds the record;
+ * release it with pg_member_rec_free (safe to call whatever the outcome).
+ */
+int pg_member_read(enum pg_member_kind kind,
+                   const char *value,
+                   int timeout_ms,
+                   enum pg_member_hit *hit,
+                   struct pg_member_rec *rec) PG_WARN_UNUSED;
+
+void pg_member_rec_free(struct pg_member_rec *rec);
+
+/**
+ * The same, parsed. Ownership: on PG_MEMBER_FOUND *member is new (json_decref) and includes
+ * cached_at_ms.
  */
 int pg_member_get(enum pg_member_kind kind,
                   const char *value,
-                  const char *rate_key,
-                  int64_t rate_window_ms,
-                  long long *count,
                   enum pg_member_hit *hit,
                   json_t **member) PG_WARN_UNUSED;
 

@@ -346,6 +346,52 @@ static void auth_store_binding_and_rate_limit(void **state)
     }
 }
 
+/* The current rate-limit window (minute), away from its end so a test does not straddle two. */
+static long long rate_minute(void)
+{
+    int64_t now = pg_wall_ms();
+    if (now % 60000 > 57000)
+        pg_sleep_ms(60000 - (int)(now % 60000) + 50);
+    return (long long)(pg_wall_ms() / 60000);
+}
+
+/*
+ * Rate limits are counted in memory and added to Redis in the background (sync/ratelimit.h), so
+ * a cache hit is a read-only Redis call: the counts still reach Redis, shared with the other
+ * instances, within the flush interval (100 ms), and counts other instances added there apply
+ * here within it.
+ */
+static void rate_limit_counts_are_shared_through_redis(void **state)
+{
+    long long minute = rate_minute();
+    struct pg_t_resp r;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+        pg_t_resp_free(&r);
+    }
+    /* this instance's 5 lookups are in Redis's count after a flush interval or two */
+    char script[256];
+    snprintf(script, sizeof script,
+             "if tonumber(redis.call('GET', 'pg:rl:till-1:%lld') or '0') >= 5 then return 1 "
+             "end return redis.error_reply('not yet')",
+             minute);
+    int seen = 0;
+    for (int64_t end = pg_now_ms() + 2000; !seen && pg_now_ms() < end; pg_sleep_ms(20))
+        seen = pg_t_redis_cmd(&redis, "EVAL %s 0", script) == 0;
+    assert_true(seen);
+    /* another instance has used up the limited key's minute: refused here too, within the
+     * flush interval (the first request may still pass: that is the documented bound) */
+    assert_int_equal(pg_t_redis_cmd(&redis, "SET pg:rl:till-limited:%lld 1000 PX 60000", minute),
+                     0);
+    lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY_LIMITED, NULL, &r);
+    pg_t_resp_free(&r);
+    pg_sleep_ms(300);
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY_LIMITED, NULL, &r),
+                     429);
+    assert_true(atoi(hdr(&r, "Retry-After")) >= 1);
+    pg_t_resp_free(&r);
+}
+
 struct bg {
     pthread_t t;
     char path[256];
@@ -523,6 +569,7 @@ int main(void)
         cmocka_unit_test_setup(not_found_is_cached_briefly, reset),
         cmocka_unit_test_setup(bad_parameters_are_400, reset),
         cmocka_unit_test_setup(auth_store_binding_and_rate_limit, reset),
+        cmocka_unit_test_setup(rate_limit_counts_are_shared_through_redis, reset),
         cmocka_unit_test_setup(partner_jwt_and_redis_keys, reset),
         cmocka_unit_test_setup(single_flight, reset),
         cmocka_unit_test_setup(token_expiry_renews_once, reset),
