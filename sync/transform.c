@@ -13,6 +13,7 @@
 /* The renameable custom fields, with their default API names (see the header). */
 #define PG_XF_FIELDS(XX)                                                                           \
     XX(LOCATION, "location", "Location__c")                                                        \
+    XX(LOCATION_REF, "location_ref", "POS_Location_Ref__c")                                        \
     XX(SALES_CHANNEL, "sales_channel", "Sales_Channel__c")                                         \
     XX(CHECK_NUMBER, "check_number", "POS_Check_Number__c")                                        \
     XX(RVC, "revenue_center", "POS_Revenue_Center__c")                                             \
@@ -733,6 +734,7 @@ order_common(struct xf *x, json_t *o, const char *ext, const char *status, const
         (cur && (rc = put(o, "CurrencyIsoCode", json_string(cur)))) ||
         (acct && (rc = put(o, "AccountId", json_string(acct)))) ||
         (rc = put(o, c->field[F_LOCATION], lid ? json_string(lid) : json_null())) ||
+        (rc = put(o, c->field[F_LOCATION_REF], json_string(x->loc_ref))) ||
         (rc = put(o, c->field[F_SALES_CHANNEL], chan ? json_string(chan) : json_null())) ||
         (rc =
              put(o, c->field[F_CHECK_NUMBER], copy_or_null(json_object_get(x->check, "chkNum")))) ||

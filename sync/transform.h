@@ -36,7 +36,9 @@
  *                                the custom fields below; unknown names are rejected.
  *
  *   Custom fields and their defaults (all written as documented types):
- *     Order:   location Location__c, sales_channel Sales_Channel__c, check_number
+ *     Order:   location Location__c, location_ref POS_Location_Ref__c (the MICROS locRef as
+ *              text, on sale and adjustment orders: reconciliation selects a location's orders
+ *              by it, sync/recon.h), sales_channel Sales_Channel__c, check_number
  *              POS_Check_Number__c, revenue_center POS_Revenue_Center__c, workstation
  *              POS_Workstation__c, employee POS_Employee_Number__c, guest_count
  *              POS_Guest_Count__c, subtotal POS_Subtotal__c, tax POS_Tax__c, discount

@@ -123,6 +123,7 @@ static void reference_example_balanced(void **state)
     assert_string_equal(str(o, "CurrencyIsoCode"), "USD");
     assert_string_equal(str(o, "AccountId"), "0015g00000WalkIn");
     assert_string_equal(str(o, "Location__c"), "1315g000000AbCdAAK");
+    assert_string_equal(str(o, "POS_Location_Ref__c"), "1234");
     assert_string_equal(str(o, "Sales_Channel__c"), "In-Store");
     assert_int_equal(json_integer_value(json_object_get(o, "POS_Check_Number__c")), 9485);
     assert_int_equal(json_integer_value(json_object_get(o, "POS_Revenue_Center__c")), 110);
@@ -234,6 +235,8 @@ static void void_line(void **state)
     const json_t *ao = json_object_get(adj, "order");
     assert_string_equal(str(ao, "POS_Check_Id__c"), "ACME-1234-20003-ADJ");
     assert_string_equal(str(ao, "Type"), "Return");
+    assert_string_equal(str(ao, "POS_Location_Ref__c"), "1234");
+    assert_null(json_object_get(ao, "POS_Check_Total__c")); /* reconciliation sums sales only */
     assert_string_equal(str(json_object_get(ao, "Original_Order__r"), "POS_Check_Id__c"),
                         "ACME-1234-20003");
     const json_t *ai = json_array_get(adj_items(out), 0);
