@@ -333,8 +333,13 @@ static int has_bearer(struct pg_req *req)
  */
 static int authorize_station(struct pg_req *req)
 {
+    /* Station routes share the key check; a partner token needs the scope of the route: pushing
+     * guest checks is a write (checks:write), everything else a lookup (loyalty:read). */
+    const struct pg_route *rt = pg_req_route(req);
     if (has_bearer(req))
-        return authorize_partner(req, "loyalty:read");
+        return authorize_partner(req, rt && rt->handler == pg_hnd_micros_guest_checks
+                                          ? "checks:write"
+                                          : "loyalty:read");
     const char *key = pg_req_header(req, "X-Api-Key");
     if (!key || !*key || strlen(key) > 256)
         return unauthorized(req, "ApiKey", "a station X-Api-Key is required");

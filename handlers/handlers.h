@@ -71,6 +71,10 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out);
 int pg_hnd_idem_begin(struct pg_req *req, char *slot, size_t slotsz);
 void pg_hnd_idem_finish(struct pg_req *req, const char *slot);
 
+/* micros.c: guest checks pushed by MICROS middleware; a BI poll cycle on demand */
+int pg_hnd_micros_guest_checks(struct pg_req *req);
+int pg_hnd_checks_poll_now(struct pg_req *req);
+
 /* admin.c */
 int pg_hnd_dead_letters_list(struct pg_req *req);
 int pg_hnd_dead_letter_replay(struct pg_req *req);

@@ -25,7 +25,12 @@ static struct pg_route routes[] = {
     {"GET", "/v1/loyalty/members", "member_lookup", pg_hnd_member_lookup, PG_AUTH_STATION, 0, 0},
     {"GET", "/v1/loyalty/members/{salesforce_id}", "member_get", pg_hnd_member_get, PG_AUTH_STATION,
      0, 0},
+    /* MICROS → Salesforce: guest checks pushed by middleware (station key or checks:write) */
+    {"POST", "/v1/micros/guest-checks", "micros_guest_checks", pg_hnd_micros_guest_checks,
+     PG_AUTH_STATION, 0, 0},
     /* operators */
+    {"POST", "/v1/admin/checks/poll", "admin_checks_poll", pg_hnd_checks_poll_now, PG_AUTH_ADMIN,
+     0, 0},
     {"GET", "/v1/admin/dead-letters", "admin_dead_letters", pg_hnd_dead_letters_list, PG_AUTH_ADMIN,
      0, 0},
     {"POST", "/v1/admin/dead-letters/replay", "admin_dead_letters_replay",
@@ -47,6 +52,8 @@ const struct pg_route *pg_hnd_routes(size_t *n)
             routes[i].body_max = (size_t)cfg->sf_outbound_body_max;
         else if (routes[i].handler == pg_hnd_sf_events)
             routes[i].body_max = (size_t)cfg->sf_events_body_max;
+        else if (routes[i].handler == pg_hnd_micros_guest_checks)
+            routes[i].body_max = (size_t)cfg->checks_body_max;
     }
     *n = sizeof routes / sizeof routes[0];
     return routes;

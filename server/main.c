@@ -25,6 +25,7 @@
 #include "server/log.h"
 #include "server/util.h"
 #include "store/redis.h"
+#include "sync/poll.h"
 #include "sync/push.h"
 
 #include <libxml/parser.h>
@@ -67,6 +68,7 @@ static int run(const struct pg_config *cfg, const char *ready_file)
     int rc = PG_OK;
     struct pg_http *http = NULL;
     struct pg_push *push = NULL;
+    struct pg_poll *poll = NULL;
 
     /* Signals are taken by sigwait in this thread only; every thread started below inherits
      * the mask. SIGPIPE is ignored: a client that hangs up must not kill the process. */
@@ -114,6 +116,15 @@ static int run(const struct pg_config *cfg, const char *ready_file)
         pg_log(PG_LOG_WARN, NULL, "startup",
                "push.enabled is false: updates are accepted and queued but not delivered");
     }
+    pg_poll_metrics_init(); /* checks received by POST /v1/micros/guest-checks count too */
+    if (cfg->poll_enabled) {
+        rc = pg_poll_start(cfg, &poll);
+        if (rc) {
+            pg_log(PG_LOG_ERROR, NULL, "startup", "the BI poller failed to start: %s",
+                   pg_strerror(rc));
+            goto out;
+        }
+    }
     size_t nroutes = 0;
     const struct pg_route *routes = pg_hnd_routes(&nroutes);
     struct pg_http_opts ho = {
@@ -160,6 +171,7 @@ out:
     if (http)
         pg_http_stop(http, cfg->http_shutdown_grace_ms);
     pg_push_stop(push);
+    pg_poll_stop(poll);
     pg_hnd_shutdown();
     pg_redis_shutdown();
     if (!rc)

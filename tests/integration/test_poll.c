@@ -1,0 +1,356 @@
+/*
+ * The BI poller (sync/poll.c) end to end: a real redis-server, the MICROS simulator's BI API with
+ * three generated business days, and the real gateway with checks.poll enabled for two seeded
+ * locations and one location the simulator refuses (403). What is asserted is what lands in Redis
+ * (pg:chk:*), the cursor and the metrics, each awaited with a deadline.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+
+#include "server/util.h"
+#include "store/redis.h"
+#include "sync/keys.h"
+#include "tests/support/harness.h"
+
+#define ADMIN_KEY "test-admin-key-0123456789"
+/* sha256("test-admin-key-0123456789") */
+#define ADMIN_HASH "sha256:82007d29a6e0686708f2ef128b4d5d2225286cb76e82f74b09324d61ec36f968"
+#define DAY1 "2026-11-18"
+#define DAY2 "2026-11-19"
+#define DAY3 "2026-11-20"
+
+static struct pg_t_redis R;
+static struct pg_t_proc sim, gw;
+
+static int setup(void **state)
+{
+    if (pg_t_redis_start(&R) != 0)
+        return -1;
+    struct pg_redis_opts o = {.url = R.url,
+                              .connect_timeout_ms = 500,
+                              .command_timeout_ms = 5000,
+                              .reconnect_min_ms = 20,
+                              .reconnect_max_ms = 200};
+    if (pg_redis_init(&o) != PG_OK)
+        return -1;
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "{\"salesforce\":{\"port\":0,\"seed\":\"%s\"},\"micros\":{\"port\":0,\"seed\":\"%s\","
+             "\"bi\":{\"generate\":{\"locations\":[\"1234\",\"1235\"],"
+             "\"days\":[\"" DAY1 "\",\"" DAY2 "\",\"" DAY3 "\"],\"checks_per_day\":25,"
+             "\"late_per_day\":3,\"seed\":11}}}}",
+             pg_t_src("tests/data/salesforce_seed.json"), pg_t_src("tests/data/micros_seed.json"));
+    if (pg_t_sim_start(&sim, cfg) != 0)
+        return -1;
+    static char g[4096];
+    /* "0042" is a seeded location the generator gives no days, "9999" one the BI account may not
+     * read (403): neither may hold up 1234 and 1235. */
+    snprintf(g, sizeof g,
+             "{\"listen\":{\"port\":0},\"log\":{\"level\":\"info\"},"
+             "\"redis\":{\"url\":\"%s\",\"command_timeout_ms\":2000,\"reconnect_min_ms\":20,"
+             "\"reconnect_max_ms\":200},"
+             "\"checks\":{\"bi\":{\"base_url\":\"%s\",\"org\":\"ACME\","
+             "\"client_id\":\"UE9TR0FURS5URVNULk9OTFkuY2xpZW50\",\"username\":\"posgate-api\","
+             "\"password\":\"posgate-bi-demo\",\"timeout_ms\":5000},"
+             "\"poll\":{\"enabled\":true,\"interval_s\":1,\"repoll_days\":3,\"backoff_max_s\":2,"
+             "\"locations\":[\"1234\",\"1235\",\"9999\"]}},"
+             "\"admin\":{\"api_key_hashes\":[\"" ADMIN_HASH "\"]}}",
+             R.url, sim.micros_url);
+    return pg_t_gateway_start(&gw, g) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    int st = pg_t_proc_stop(&gw);
+    pg_t_proc_destroy(&gw);
+    pg_t_proc_destroy(&sim);
+    pg_redis_shutdown();
+    pg_t_redis_destroy(&R);
+    return st == 0 ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static long long redis_int(const char *fmt, const char *arg)
+{
+    redisReply *r = NULL;
+    assert_int_equal(pg_redis_command(&r, fmt, arg), PG_OK);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Checks of a location held in Redis (pg:chk:<loc>:<gcid> hashes). */
+static long long held(const char *loc)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, PG_KEY_CHK "%s:*", loc);
+    redisReply *r = NULL;
+    assert_int_equal(
+        pg_redis_command(&r, "EVAL %s 0 %s", "return #redis.call('KEYS', ARGV[1])", pat), PG_OK);
+    long long v = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long qlen(void)
+{
+    return redis_int("XLEN %s", PG_KEY_CHK_QUEUE);
+}
+
+/* The saved cursor of loc ("" when none). */
+static void cursor(const char *loc, char *out, size_t outsz)
+{
+    redisReply *r = NULL;
+    assert_int_equal(pg_redis_command(&r, "GET " PG_KEY_CHK_CURSOR "%s", loc), PG_OK);
+    snprintf(out, outsz, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+static int exists(const char *loc, long long gcid)
+{
+    char k[96];
+    snprintf(k, sizeof k, PG_KEY_CHK "%s:%lld", loc, gcid);
+    return redis_int("EXISTS %s", k) == 1;
+}
+
+static json_t *
+http_json(const char *method, const char *url, const char *const *h, const char *body, long want)
+{
+    struct pg_t_resp r;
+    assert_int_equal(pg_t_http(method, url, h, body, body ? strlen(body) : 0, 30000, &r), 0);
+    if (r.status != want)
+        fail_msg("%s %s: %ld (wanted %ld): %s", method, url, r.status, want, r.body);
+    json_t *j = json_loads(r.body, 0, NULL);
+    pg_t_resp_free(&r);
+    return j;
+}
+
+static json_t *sim_post(const char *path, const char *body, long want)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s%s", sim.micros_url, path);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    return http_json("POST", u, h, body, want);
+}
+
+/* Visible checks the simulator holds for loc on the three days. */
+static long long sim_visible(const char *loc)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/state", sim.micros_url);
+    json_t *st = http_json("GET", u, NULL, NULL, 200);
+    json_t *days = json_object_get(json_object_get(json_object_get(st, "bi"), "checks"), loc);
+    long long n = 0;
+    const char *d;
+    json_t *v;
+    json_object_foreach(days, d, v) n += json_integer_value(v);
+    json_decref(st);
+    return n;
+}
+
+/* A sample of the gateway's /metrics (the value after "name{labels} "), -1 when absent. */
+static double metric(const char *series)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/metrics", gw.url);
+    struct pg_t_resp r;
+    assert_int_equal(pg_t_get(u, &r), 0);
+    double v = -1;
+    char *p = strstr(r.body, series);
+    if (p && p[strlen(series)] == ' ')
+        v = strtod(p + strlen(series) + 1, NULL);
+    pg_t_resp_free(&r);
+    return v;
+}
+
+/* Wait (up to ms) until loc holds want checks. */
+static void wait_held(const char *loc, long long want, int ms)
+{
+    int64_t end = pg_now_ms() + ms;
+    while (held(loc) != want && pg_now_ms() < end)
+        pg_sleep_ms(50);
+    if (held(loc) != want)
+        fail_msg("location %s holds %lld checks, wanted %lld", loc, held(loc), want);
+}
+
+static json_t *poll_now(const char *loc)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/v1/admin/checks/poll?location=%s", gw.url, loc);
+    const char *h[] = {"X-Api-Key: " ADMIN_KEY, NULL};
+    return http_json("POST", u, h, "", 200);
+}
+
+static long long report_sum(const json_t *rep, const char *what)
+{
+    long long n = 0;
+    size_t i;
+    json_t *d;
+    json_array_foreach(json_object_get(rep, "dates"), i, d) n +=
+        json_integer_value(json_object_get(d, what));
+    return n;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+/* Three business days of two locations land in pg:chk:*, each check once, and the cursors are
+ * saved; the refused location (9999) and the day-less one do not hold them up. */
+static void days_of_two_locations_land(void **state)
+{
+    long long v1 = sim_visible("1234"), v2 = sim_visible("1235");
+    assert_true(v1 > 60 && v2 > 60); /* 3 × 25 generated, minus the late ones held back */
+    wait_held("1234", v1, 30000);
+    wait_held("1235", v2, 30000);
+    char c1[32], c2[32];
+    int64_t end = pg_now_ms() + 10000;
+    do {
+        cursor("1234", c1, sizeof c1);
+        cursor("1235", c2, sizeof c2);
+    } while ((!c1[0] || !c2[0]) && pg_now_ms() < end && (pg_sleep_ms(50), 1));
+    assert_int_equal(strlen(c1), 19); /* a BI curUTC: YYYY-MM-DDTHH:MM:SS */
+    assert_int_equal(strlen(c2), 19);
+    assert_int_equal(qlen(), v1 + v2); /* each check queued once, however many cycles ran */
+    /* dimension names for the transform */
+    redisReply *r = NULL;
+    assert_int_equal(pg_redis_command(&r, "GET " PG_KEY_CHK_DIMS "1234"), PG_OK);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    json_t *dims = json_loads(r->str, 0, NULL);
+    freeReplyObject(r);
+    assert_true(json_object_size(json_object_get(dims, "menuItems")) > 0);
+    assert_true(json_object_size(json_object_get(dims, "tenderMedia")) > 0);
+    assert_non_null(json_object_get(dims, "discounts"));
+    assert_non_null(json_object_get(dims, "serviceCharges"));
+    json_decref(dims);
+    /* the refused location fails on its own, visibly */
+    end = pg_now_ms() + 10000;
+    while (metric("posgate_checks_polls_total{location=\"9999\",outcome=\"denied\"}") < 1 &&
+           pg_now_ms() < end)
+        pg_sleep_ms(100);
+    assert_true(metric("posgate_checks_polls_total{location=\"9999\",outcome=\"denied\"}") >= 1);
+    assert_true(metric("posgate_checks_polls_total{location=\"1234\",outcome=\"ok\"}") >= 1);
+    double lag = metric("posgate_checks_poll_lag_seconds{location=\"1234\"}");
+    assert_true(lag >= 0 && lag < 60);
+    assert_true(metric("posgate_checks_received_total{source=\"bi\",result=\"queued\"}") >=
+                (double)(v1 + v2));
+}
+
+/* With nothing new, a cycle asks only for changes since the cursor and queues nothing. */
+static void a_cycle_without_changes_queues_nothing(void **state)
+{
+    wait_held("1234", sim_visible("1234"), 30000);
+    long long before = qlen();
+    json_t *rep = poll_now("1234");
+    assert_string_equal(json_string_value(json_object_get(rep, "outcome")), "ok");
+    assert_int_equal(json_array_size(json_object_get(rep, "dates")), 3);
+    assert_string_equal(json_string_value(json_object_get(rep, "latestBusDt")), DAY3);
+    assert_true(json_is_string(json_object_get(rep, "cursor_before")));
+    assert_int_equal(report_sum(rep, "queued"), 0);
+    json_decref(rep);
+    assert_int_equal(qlen(), before);
+}
+
+/* Checks uploaded late to the oldest re-polled date are caught by the re-poll. */
+static void late_upload_to_an_old_date_is_queued(void **state)
+{
+    wait_held("1235", sim_visible("1235"), 30000);
+    long long before = qlen();
+    json_t *rel = sim_post("/_sim/bi/late-upload",
+                           "{\"locRef\":\"1235\",\"busDt\":\"" DAY1 "\",\"count\":2}", 200);
+    json_t *ids = json_object_get(rel, "released");
+    assert_int_equal(json_array_size(ids), 2);
+    int64_t end = pg_now_ms() + 20000;
+    size_t i;
+    json_t *id;
+    json_array_foreach(ids, i, id)
+    {
+        while (!exists("1235", json_integer_value(id)) && pg_now_ms() < end)
+            pg_sleep_ms(50);
+        assert_true(exists("1235", json_integer_value(id)));
+    }
+    json_decref(rel);
+    assert_int_equal(qlen(), before + 2);
+    assert_int_equal(held("1235"), sim_visible("1235"));
+}
+
+/* 503s and a 429 with Retry-After: the poller backs off, the cursor stays where it was, and after
+ * the faults it recovers and picks up what changed meanwhile. */
+static void faults_back_off_and_recover_without_losing_the_cursor(void **state)
+{
+    wait_held("1234", sim_visible("1234"), 30000);
+    double unavail0 =
+        metric("posgate_checks_polls_total{location=\"1234\",outcome=\"unavailable\"}");
+    json_decref(sim_post("/_sim/faults",
+                         "{\"status\":503,\"count\":4,\"path\":\"/bi/v1/ACME/getGuestChecks\"}",
+                         201));
+    json_decref(sim_post("/_sim/faults",
+                         "{\"status\":429,\"count\":2,\"headers\":{\"Retry-After\":\"1\"},"
+                         "\"path\":\"/bi/v1/ACME/getGuestChecks\"}",
+                         201));
+    char c_before[32];
+    cursor("1234", c_before, sizeof c_before);
+    /* a late upload while the faults last */
+    json_t *rel = sim_post("/_sim/bi/late-upload",
+                           "{\"locRef\":\"1234\",\"busDt\":\"" DAY2 "\",\"count\":1}", 200);
+    long long gcid = json_integer_value(json_array_get(json_object_get(rel, "released"), 0));
+    json_decref(rel);
+    assert_true(gcid > 0);
+    int64_t end = pg_now_ms() + 15000;
+    while (metric("posgate_checks_polls_total{location=\"1234\",outcome=\"unavailable\"}") <=
+               unavail0 &&
+           pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_true(metric("posgate_checks_polls_total{location=\"1234\",outcome=\"unavailable\"}") >
+                unavail0);
+    /* a failed cycle never moves the cursor */
+    char c_during[32];
+    cursor("1234", c_during, sizeof c_during);
+    if (!exists("1234", gcid)) /* not yet recovered: the cursor must be the old one */
+        assert_string_equal(c_during, c_before);
+    end = pg_now_ms() + 30000;
+    while (!exists("1234", gcid) && pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_true(exists("1234", gcid));
+    char c_after[32];
+    cursor("1234", c_after, sizeof c_after);
+    assert_true(strcmp(c_after, c_before) >= 0);
+    assert_int_equal(held("1234"), sim_visible("1234"));
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/faults", sim.micros_url);
+    json_t *left = http_json("GET", u, NULL, NULL, 200);
+    assert_int_equal(json_array_size(left), 0); /* every fault was used up by the poller */
+    json_decref(left);
+    char *log = pg_t_proc_log(&gw);
+    assert_non_null(strstr(log, "poll.failed"));
+    free(log);
+}
+
+static void poll_now_needs_a_polled_location(void **state)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/v1/admin/checks/poll?location=4321", gw.url);
+    const char *h[] = {"X-Api-Key: " ADMIN_KEY, NULL};
+    json_decref(http_json("POST", u, h, "", 404));
+    json_decref(http_json("POST", u, NULL, "", 401));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(days_of_two_locations_land),
+        cmocka_unit_test(a_cycle_without_changes_queues_nothing),
+        cmocka_unit_test(late_upload_to_an_old_date_is_queued),
+        cmocka_unit_test(faults_back_off_and_recover_without_losing_the_cursor),
+        cmocka_unit_test(poll_now_needs_a_polled_location),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
