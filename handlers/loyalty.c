@@ -13,6 +13,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,10 +203,20 @@ static json_t *member_view(const json_t *m)
     return v;
 }
 
-/* Reply with a member and the cache headers the POS and operators use. */
-static int reply_member(struct pg_req *req, const json_t *m, const char *xcache)
+/*
+ * A member rendered for the till: the body and its ETag. Rendering (JSON parse, the view,
+ * serialisation, SHA-256) was most of the gateway's CPU per hit, and its result depends only on
+ * the record Redis holds and on the configuration, so it is kept per record (see rcache below).
+ */
+struct rendered {
+    int64_t cached_at_ms;
+    char etag[40];
+    size_t body_len;
+    char *body; /* owned */
+};
+
+static int render(const json_t *m, struct rendered *out)
 {
-    const struct pg_config *cfg = pg_hnd.app->cfg;
     json_t *view = member_view(m);
     char *s = json_dumps(view, JSON_COMPACT | JSON_SORT_KEYS);
     if (!s) {
@@ -215,11 +226,31 @@ static int reply_member(struct pg_req *req, const json_t *m, const char *xcache)
     unsigned char md[32];
     unsigned int mdlen = 0;
     EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha256(), NULL);
-    char etag[40] = "\"";
-    for (int i = 0; i < 16; i++)
-        snprintf(etag + 1 + 2 * i, 3, "%02x", md[i]);
-    strcat(etag, "\"");
-    int64_t cached = json_integer_value(json_object_get(m, "cached_at_ms"));
+    free(s);
+    static const char hex[] = "0123456789abcdef";
+    out->etag[0] = '"';
+    for (int i = 0; i < 16; i++) {
+        out->etag[1 + 2 * i] = hex[md[i] >> 4];
+        out->etag[2 + 2 * i] = hex[md[i] & 15];
+    }
+    out->etag[33] = '"';
+    out->etag[34] = '\0';
+    json_t *doc = json_pack("{s:o}", "member", view);
+    /* the same serialisation pg_req_reply_json uses */
+    out->body = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+    json_decref(doc);
+    if (!out->body)
+        return PG_ENOMEM;
+    out->body_len = strlen(out->body);
+    out->cached_at_ms = json_integer_value(json_object_get(m, "cached_at_ms"));
+    return PG_OK;
+}
+
+/* Reply with a rendered member and the cache headers the POS and operators use. */
+static int reply_rendered(struct pg_req *req, const struct rendered *rd, const char *xcache)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    int64_t cached = rd->cached_at_ms;
     int64_t age = cached > 0 ? (pg_wall_ms() - cached) / 1000 : 0;
     if (age < 0)
         age = 0;
@@ -230,17 +261,103 @@ static int reply_member(struct pg_req *req, const json_t *m, const char *xcache)
     pg_req_add_header(req, "X-Cache", xcache);
     pg_req_add_header(req, "Age", agebuf);
     pg_req_add_header(req, "Cache-Control", cc);
-    pg_req_add_header(req, "ETag", etag);
+    pg_req_add_header(req, "ETag", rd->etag);
     const char *inm = pg_req_header(req, "If-None-Match");
-    int rc;
-    if (inm && (strstr(inm, etag) || strcmp(inm, "*") == 0)) {
-        rc = pg_req_reply(req, 304, "application/json", "", 0);
-        json_decref(view);
-    } else {
-        rc = pg_req_reply_json(req, 200, json_pack("{s:o}", "member", view));
-    }
-    free(s);
+    if (inm && (strstr(inm, rd->etag) || strcmp(inm, "*") == 0))
+        return pg_req_reply(req, 304, "application/json", "", 0);
+    return pg_req_reply(req, 200, "application/json", rd->body, rd->body_len);
+}
+
+/* Reply with a member (parsed) and the cache headers. */
+static int reply_member(struct pg_req *req, const json_t *m, const char *xcache)
+{
+    struct rendered rd = {0};
+    int rc = render(m, &rd);
+    if (rc == PG_OK)
+        rc = reply_rendered(req, &rd, xcache);
+    free(rd.body);
     return rc;
+}
+
+/*
+ * Rendered replies by record. Keyed by the record's exact bytes (a hash picks the slot; a full
+ * comparison decides), so there is nothing to invalidate: the push path's write-through, or a
+ * refill after a miss, stores a new record (cached_at_ms at least changes), which simply misses
+ * here and is rendered once. Direct-mapped; a collision replaces the older entry. Bounded:
+ * RCACHE_SLOTS entries of at most RCACHE_BYTES_MAX bytes each.
+ */
+#define RCACHE_SLOTS 16384
+#define RCACHE_STRIPES 64
+#define RCACHE_BYTES_MAX 8192
+
+struct rcache_entry {
+    uint64_t hash;
+    size_t raw_len;
+    struct rendered rd; /* rd.body points into data, after the raw record */
+    char data[];        /* the raw record, then the body */
+};
+
+static struct rcache_entry *rcache[RCACHE_SLOTS];
+static pthread_mutex_t rcache_mu[RCACHE_STRIPES];
+static pthread_once_t rcache_once = PTHREAD_ONCE_INIT;
+static atomic_ullong rcache_hits, rcache_misses;
+
+static void rcache_init(void)
+{
+    for (int i = 0; i < RCACHE_STRIPES; i++)
+        pthread_mutex_init(&rcache_mu[i], NULL);
+}
+
+static uint64_t rec_hash(const char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Copy the rendered reply for this record into rd (body into buf, up to bufsz); 1 when found. */
+static int
+rcache_get(uint64_t h, const char *raw, size_t len, struct rendered *rd, char *buf, size_t bufsz)
+{
+    pthread_once(&rcache_once, rcache_init);
+    size_t slot = h & (RCACHE_SLOTS - 1);
+    pthread_mutex_t *mu = &rcache_mu[slot % RCACHE_STRIPES];
+    int found = 0;
+    pthread_mutex_lock(mu);
+    const struct rcache_entry *e = rcache[slot];
+    if (e && e->hash == h && e->raw_len == len && e->rd.body_len <= bufsz &&
+        memcmp(e->data, raw, len) == 0) {
+        *rd = e->rd;
+        memcpy(buf, e->rd.body, e->rd.body_len);
+        rd->body = buf;
+        found = 1;
+    }
+    pthread_mutex_unlock(mu);
+    atomic_fetch_add(found ? &rcache_hits : &rcache_misses, 1);
+    return found;
+}
+
+static void rcache_put(uint64_t h, const char *raw, size_t len, const struct rendered *rd)
+{
+    if (len + rd->body_len > RCACHE_BYTES_MAX)
+        return; /* an unusually large record: rendered every time */
+    struct rcache_entry *e = malloc(sizeof *e + len + rd->body_len);
+    if (!e)
+        return;
+    e->hash = h;
+    e->raw_len = len;
+    memcpy(e->data, raw, len);
+    e->rd = *rd;
+    e->rd.body = e->data + len;
+    memcpy(e->rd.body, rd->body, rd->body_len);
+    size_t slot = h & (RCACHE_SLOTS - 1);
+    pthread_mutex_t *mu = &rcache_mu[slot % RCACHE_STRIPES];
+    pthread_mutex_lock(mu);
+    struct rcache_entry *old = rcache[slot];
+    rcache[slot] = e;
+    pthread_mutex_unlock(mu);
+    free(old);
 }
 
 static int reply_not_found(struct pg_req *req, const char *xcache)
@@ -520,6 +637,49 @@ static long long rate_limit(const json_t *station)
     return own > 0 ? own : pg_hnd.app->cfg->lookup_rate_per_minute;
 }
 
+/*
+ * A record found in Redis: answer it as a hit when fresh (*done = 1), else keep it for
+ * stale-if-error (lk->stale, when within lookup.stale_max_age_s) and let the caller refresh it.
+ * The rendering comes from rcache when this exact record was rendered before.
+ */
+static int
+serve_record(struct pg_req *req, struct lookup *lk, const struct pg_member_rec *rec, int *done)
+{
+    const struct pg_config *cfg = pg_hnd.app->cfg;
+    *done = 0;
+    char buf[RCACHE_BYTES_MAX];
+    struct rendered rd = {0};
+    json_t *m = NULL;
+    uint64_t h = rec_hash(rec->json, rec->len);
+    int cached = rcache_get(h, rec->json, rec->len, &rd, buf, sizeof buf);
+    if (!cached) {
+        m = json_loadb(rec->json, rec->len, 0, NULL);
+        if (!m)
+            return PG_OK; /* unreadable: refetch, as a miss */
+        int rc = render(m, &rd);
+        if (rc != PG_OK) {
+            json_decref(m);
+            free(rd.body);
+            return rc;
+        }
+        rcache_put(h, rec->json, rec->len, &rd);
+    }
+    int rc = PG_OK;
+    int64_t age_ms = pg_wall_ms() - rd.cached_at_ms;
+    if (age_ms <= (int64_t)cfg->lookup_cache_ttl_s * 1000) {
+        count(L_HIT);
+        rc = reply_rendered(req, &rd, "hit");
+        *done = 1;
+    } else if (age_ms <= (int64_t)cfg->lookup_stale_max_age_s * 1000) {
+        /* past its TTL: refresh, but keep it for stale-if-error */
+        lk->stale = m ? json_incref(m) : json_loadb(rec->json, rec->len, 0, NULL);
+    }
+    json_decref(m);
+    if (!cached)
+        free(rd.body);
+    return rc;
+}
+
 static int lookup_start(struct pg_req *req, struct lookup *lk, const char *store)
 {
     const struct pg_config *cfg = pg_hnd.app->cfg;
@@ -541,8 +701,8 @@ static int lookup_start(struct pg_req *req, struct lookup *lk, const char *store
         return pg_req_problem(req, 429, "rate limit for this key exceeded", NULL);
     }
     enum pg_member_hit hit = PG_MEMBER_MISS;
-    json_t *m = NULL;
-    int rc = pg_member_get(lk->kind, lk->value, &hit, &m);
+    struct pg_member_rec rec;
+    int rc = pg_member_read(lk->kind, lk->value, 0, &hit, &rec);
     if (rc != PG_OK) {
         /* Redis down: straight to Salesforce (the rate limit still counts, in memory). */
         atomic_fetch_add(&redis_fail_open, 1);
@@ -553,17 +713,11 @@ static int lookup_start(struct pg_req *req, struct lookup *lk, const char *store
     if (hit == PG_MEMBER_NEGATIVE)
         return reply_not_found(req, "hit");
     if (hit == PG_MEMBER_FOUND) {
-        int64_t cached = json_integer_value(json_object_get(m, "cached_at_ms"));
-        if (pg_wall_ms() - cached <= (int64_t)cfg->lookup_cache_ttl_s * 1000) {
-            count(L_HIT);
-            rc = reply_member(req, m, "hit");
-            json_decref(m);
+        int done = 0;
+        rc = serve_record(req, lk, &rec, &done);
+        pg_member_rec_free(&rec);
+        if (rc != PG_OK || done)
             return rc;
-        }
-        if (pg_wall_ms() - cached <= (int64_t)cfg->lookup_stale_max_age_s * 1000)
-            lk->stale = m; /* past its TTL: refresh, but keep it for stale-if-error */
-        else
-            json_decref(m);
     }
     /* A miss: continue on the slow pool, where waiting on Salesforce is allowed. */
     return pg_req_defer(req, lookup_fetch);
@@ -645,6 +799,11 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "that failed (the counts stay in memory).\n"
             "# TYPE posgate_lookup_rate_flush_failures_total counter\n"
             "posgate_lookup_rate_flush_failures_total %llu\n"
+            "# HELP posgate_lookup_render_cache_total Cache hits answered with a reply rendered "
+            "earlier for the same record (hit) or rendered now (miss).\n"
+            "# TYPE posgate_lookup_render_cache_total counter\n"
+            "posgate_lookup_render_cache_total{result=\"hit\"} %llu\n"
+            "posgate_lookup_render_cache_total{result=\"miss\"} %llu\n"
             "# HELP posgate_salesforce_api_usage Daily API requests used (Sforce-Limit-Info); -1 "
             "when not seen yet.\n"
             "# TYPE posgate_salesforce_api_usage gauge\n"
@@ -658,7 +817,7 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "# HELP posgate_salesforce_token_failures_total Failed OAuth token requests.\n"
             "# TYPE posgate_salesforce_token_failures_total counter\n"
             "posgate_salesforce_token_failures_total %llu\n",
-            atomic_load(&sf_calls), atomic_load(&redis_fail_open), pg_rate_flush_failures(), used,
-            max, grants, failures);
+            atomic_load(&sf_calls), atomic_load(&redis_fail_open), pg_rate_flush_failures(),
+            atomic_load(&rcache_hits), atomic_load(&rcache_misses), used, max, grants, failures);
     return rc;
 }
