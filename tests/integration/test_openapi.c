@@ -39,6 +39,8 @@
 #define STATION_HASH "sha256:232596b316c07b12f2f21617e72710911fc58cab2d37492caf2c1c4ee48b45c4"
 #define STATION2_KEY "test-station-key-2-0123456789"
 #define STATION2_HASH "sha256:7b20c5ca27a1923575aa14d8a36097df28288b8381766828a66675f04de527fd"
+#define STATION3_KEY "test-station-key-3-0123456789" /* bound to location S3 (guest checks) */
+#define STATION3_HASH "sha256:78f03f5ebf9069c08474631a40a918b4ebf244ab76182246ec5043ca124d60ef"
 #define GL_LOGON "posgate"
 #define GL_PASSWORD "gl-test-password"
 #define JWT_ISS "https://acme.my.salesforce.com"
@@ -95,7 +97,10 @@ static int setup(void **state)
         "\"till-1\":{\"key_hash\":\"" STATION_HASH "\",\"location\":\"Store 1\","
         "\"stores\":[\"S1\"]},"
         "\"till-2\":{\"key_hash\":\"" STATION2_HASH "\",\"location\":\"Store 2\","
-        "\"stores\":[\"S2\"],\"rate_limit_per_minute\":1}}},"
+        "\"stores\":[\"S2\"],\"rate_limit_per_minute\":1},"
+        "\"till-3\":{\"key_hash\":\"" STATION3_HASH "\",\"location\":\"S3\","
+        "\"stores\":[\"S3\"]}}},"
+        "\"checks\":{\"push_max_checks\":2},"
         "\"admin\":{\"api_key_hashes\":[\"" ADMIN_HASH "\"]}}",
         redis.url, pg_t_src("tests/data/keys/sf-events.pub"), sim.micros_url);
     if (pg_t_gateway_start(&gw, gcfg) != 0)
@@ -623,6 +628,28 @@ static void responses_validate_against_document(void **state)
     EXPECT(400, call("GET", lg, "/v1/loyalty/members/not-an-id", st_h, NULL, 0, NULL));
     EXPECT(401, call("GET", lg, "/v1/loyalty/members/0035g00000K1tbPAAR", NULL, NULL, 0, NULL));
 
+    /* ---- MICROS guest checks pushed by middleware, and the BI poll trigger */
+    const char *gc = "/v1/micros/guest-checks";
+    const char *st3_h[] = {"X-Api-Key: " STATION3_KEY, "Content-Type: application/json", NULL};
+    const char *one_check = "{\"guestCheckId\":101,\"opnBusDt\":\"2026-11-20\",\"chkTtl\":1}";
+    EXPECT(202, call("POST", gc, "/v1/micros/guest-checks?location=S3", st3_h, one_check,
+                     strlen(one_check), NULL));
+    const char *bad_checks = "[{\"guestCheckId\":102},{\"guestCheckId\":\"x\"}]";
+    EXPECT(400, call("POST", gc, "/v1/micros/guest-checks?location=S3", st3_h, bad_checks,
+                     strlen(bad_checks), NULL));
+    const char *three = "{\"locRef\":\"S3\",\"guestChecks\":[{\"guestCheckId\":1},"
+                        "{\"guestCheckId\":2},{\"guestCheckId\":3}]}";
+    EXPECT(413, call("POST", gc, gc, st3_h, three, strlen(three), NULL));
+    EXPECT(403, call("POST", gc, "/v1/micros/guest-checks?location=S3", st_h, one_check,
+                     strlen(one_check), NULL));
+    EXPECT(401, call("POST", gc, "/v1/micros/guest-checks?location=S3", NULL, one_check,
+                     strlen(one_check), NULL));
+    EXPECT(405, call("GET", gc, gc, st3_h, NULL, 0, NULL));
+    const char *cp = "/v1/admin/checks/poll";
+    EXPECT(409, admin_call("POST", cp, "/v1/admin/checks/poll?location=S3")); /* poller off */
+    EXPECT(400, admin_call("POST", cp, cp));
+    EXPECT(401, call("POST", cp, "/v1/admin/checks/poll?location=S3", NULL, "", 0, NULL));
+
     /* ---- admin: dead letters */
     const char *dl = "/v1/admin/dead-letters";
     const char *one = "/v1/admin/dead-letters/{id}/replay", *drop = "/v1/admin/dead-letters/{id}";
@@ -667,6 +694,8 @@ static void responses_validate_against_document(void **state)
                               "LY-DOWN-2", "Gold");
     EXPECT(503, post_events(auth, e3, strlen(e3)));
     EXPECT(503, admin_call("GET", dl, dl));
+    EXPECT(503, call("POST", gc, "/v1/micros/guest-checks?location=S3", st3_h, one_check,
+                     strlen(one_check), NULL));
     EXPECT(503,
            admin_call("POST", "/v1/admin/dead-letters/replay", "/v1/admin/dead-letters/replay"));
     EXPECT(503, admin_call("POST", one, "/v1/admin/dead-letters/1-0/replay"));
