@@ -80,6 +80,9 @@ int pg_hnd_dead_letters_list(struct pg_req *req);
 int pg_hnd_dead_letter_replay(struct pg_req *req);
 int pg_hnd_dead_letters_replay_all(struct pg_req *req);
 int pg_hnd_dead_letter_drop(struct pg_req *req);
+int pg_hnd_check_dead_letters_list(struct pg_req *req);
+int pg_hnd_check_dead_letter_replay(struct pg_req *req);
+int pg_hnd_check_dead_letters_replay_all(struct pg_req *req);
 int pg_hnd_sync_status(struct pg_req *req);
 int pg_hnd_audit(struct pg_req *req);
 

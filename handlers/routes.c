@@ -39,6 +39,13 @@ static struct pg_route routes[] = {
      pg_hnd_dead_letter_replay, PG_AUTH_ADMIN, 0, 0},
     {"DELETE", "/v1/admin/dead-letters/{id}", "admin_dead_letter_drop", pg_hnd_dead_letter_drop,
      PG_AUTH_ADMIN, 0, 0},
+    /* checks the loader could not put into Salesforce; a replay loads them again */
+    {"GET", "/v1/admin/check-dead-letters", "admin_check_dead_letters",
+     pg_hnd_check_dead_letters_list, PG_AUTH_ADMIN, 0, 0},
+    {"POST", "/v1/admin/check-dead-letters/replay", "admin_check_dead_letters_replay",
+     pg_hnd_check_dead_letters_replay_all, PG_AUTH_ADMIN, 0, 0},
+    {"POST", "/v1/admin/check-dead-letters/{id}/replay", "admin_check_dead_letter_replay",
+     pg_hnd_check_dead_letter_replay, PG_AUTH_ADMIN, 0, 0},
     {"GET", "/v1/admin/customers/{salesforce_id}/sync-status", "admin_sync_status",
      pg_hnd_sync_status, PG_AUTH_ADMIN, 0, 0},
     {"GET", "/v1/admin/audit", "admin_audit", pg_hnd_audit, PG_AUTH_ADMIN, 0, 0},

@@ -125,6 +125,12 @@ struct pg_config {
     int load_reclaim_idle_ms;
     int load_limit_pause_s;
     int load_create_products;
+    /* the PricebookEntry external id field the loader references; the org's standard
+     * Pricebook2Id (NULL: not needed); one Salesforce call's timeout; a check's load lease */
+    char *load_pbe_ext_field;
+    char *load_std_pricebook;
+    int load_timeout_ms;
+    int load_lock_ms;
     json_t *checks_matching; /* validated by sync/match.h */
     int recon_enabled;
     int recon_interval_s;

@@ -27,6 +27,7 @@
 #include "store/redis.h"
 #include "sync/poll.h"
 #include "sync/push.h"
+#include "sync/loader.h"
 
 #include <libxml/parser.h>
 
@@ -69,6 +70,7 @@ static int run(const struct pg_config *cfg, const char *ready_file)
     struct pg_http *http = NULL;
     struct pg_push *push = NULL;
     struct pg_poll *poll = NULL;
+    struct pg_loader *loader = NULL;
 
     /* Signals are taken by sigwait in this thread only; every thread started below inherits
      * the mask. SIGPIPE is ignored: a client that hangs up must not kill the process. */
@@ -125,6 +127,16 @@ static int run(const struct pg_config *cfg, const char *ready_file)
             goto out;
         }
     }
+    pg_loader_metrics_init();
+    if (cfg->load_enabled) {
+        /* customer matching (sync/match.h) plugs in through the hooks; none: walk-in account */
+        rc = pg_loader_start(cfg, NULL, &loader);
+        if (rc) {
+            pg_log(PG_LOG_ERROR, NULL, "startup", "the check loader failed to start: %s",
+                   pg_strerror(rc));
+            goto out;
+        }
+    }
     size_t nroutes = 0;
     const struct pg_route *routes = pg_hnd_routes(&nroutes);
     struct pg_http_opts ho = {
@@ -172,6 +184,7 @@ out:
         pg_http_stop(http, cfg->http_shutdown_grace_ms);
     pg_push_stop(push);
     pg_poll_stop(poll);
+    pg_loader_stop(loader);
     pg_hnd_shutdown();
     pg_redis_shutdown();
     if (!rc)
