@@ -1,5 +1,6 @@
 /*
- * Operator endpoints: dead letters (list, replay one or all, drop one), a customer's sync status,
+ * Operator endpoints: dead letters of the push and of the check loader (list, replay one or all;
+ * drop one push letter), a customer's sync status,
  * and a customer's audit trail. All behind an admin API key.
  */
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "store/redis.h"
 #include "store/stream.h"
 #include "sync/keys.h"
+#include "sync/loader.h"
 #include "sync/push.h"
 
 /* ?count= with a default and a cap; PG_EINVAL for anything but a number in range. */
@@ -44,13 +46,55 @@ static int redis_problem(struct pg_req *req, int rc)
     return pg_req_problem(req, 503, d, NULL);
 }
 
-int pg_hnd_dead_letters_list(struct pg_req *req)
+/*
+ * A dead-letter queue the endpoints serve: its stream, and how a letter's work is queued again.
+ * requeue returns PG_OK, PG_ENOTFOUND (nothing left to redo: the letter is dropped) or an error.
+ */
+struct dlq {
+    const char *stream;
+    int (*requeue)(const struct pg_store_dead *d, const char *rid);
+    const char *gone; /* the 404 detail when requeue answers PG_ENOTFOUND */
+};
+
+/* Push (Salesforce → MICROS): re-queue the customer, with an audit event. */
+static int push_requeue(const struct pg_store_dead *d, const char *rid)
+{
+    const struct pg_store_field *f = pg_store_msg_field(&d->msg, "sfid");
+    if (!f)
+        return PG_EPROTO;
+    int rc = pg_push_enqueue(f->value, "replay", rid);
+    if (rc == PG_OK) {
+        json_t *x = json_pack("{s:s}", "dead_letter", d->id);
+        if (pg_push_audit(f->value, "replayed", rid, x) != PG_OK)
+            pg_log(PG_LOG_WARN, rid, "admin.audit_failed", "replay not audited");
+        json_decref(x);
+    }
+    return rc;
+}
+
+/* Checks (MICROS → Salesforce): load the check again, with the current configuration. */
+static int check_requeue(const struct pg_store_dead *d, const char *rid)
+{
+    const struct pg_store_field *loc = pg_store_msg_field(&d->msg, "loc");
+    const struct pg_store_field *gcid = pg_store_msg_field(&d->msg, "gcid");
+    if (!loc || !gcid)
+        return PG_EPROTO;
+    int rc = pg_loader_enqueue(loc->value, gcid->value, "replay", rid);
+    return rc == PG_EINVAL ? PG_EPROTO : rc;
+}
+
+static const struct dlq push_dlq = {PG_KEY_DEAD, push_requeue,
+                                    "posgate holds no state for that customer any more"};
+static const struct dlq check_dlq = {PG_KEY_CHK_DEAD, check_requeue,
+                                     "posgate holds that check no more"};
+
+static int dead_letters_list(struct pg_req *req, const struct dlq *q)
 {
     long long count;
     if (query_count(req, 100, &count) != PG_OK)
         return pg_req_problem(req, 400, "count must be an integer in 1..1000", NULL);
     struct pg_store_dead_list l = {0};
-    int rc = pg_store_dead_range(PG_KEY_DEAD, NULL, NULL, (int)count, &l);
+    int rc = pg_store_dead_range(q->stream, NULL, NULL, (int)count, &l);
     if (rc)
         return redis_problem(req, rc);
     json_t *items = json_array();
@@ -66,31 +110,34 @@ int pg_hnd_dead_letters_list(struct pg_req *req)
     return pg_req_reply_json(req, 200, json_pack("{s:o}", "items", items));
 }
 
-/* Re-queue the customer of one dead letter and remove the letter. */
-static int replay_one(const struct pg_store_dead *d, const char *rid)
+int pg_hnd_dead_letters_list(struct pg_req *req)
 {
-    const struct pg_store_field *f = pg_store_msg_field(&d->msg, "sfid");
-    if (!f)
-        return PG_EPROTO;
-    int rc = pg_push_enqueue(f->value, "replay", rid);
+    return dead_letters_list(req, &push_dlq);
+}
+
+int pg_hnd_check_dead_letters_list(struct pg_req *req)
+{
+    return dead_letters_list(req, &check_dlq);
+}
+
+/* Re-queue the work of one dead letter and remove the letter. */
+static int replay_one(const struct dlq *q, const struct pg_store_dead *d, const char *rid)
+{
+    int rc = q->requeue(d, rid);
     if (rc == PG_OK || rc == PG_ENOTFOUND) {
-        json_t *x = json_pack("{s:s}", "dead_letter", d->id);
-        if (rc == PG_OK && pg_push_audit(f->value, "replayed", rid, x) != PG_OK)
-            pg_log(PG_LOG_WARN, rid, "admin.audit_failed", "replay not audited");
-        json_decref(x);
         int del = 0;
-        int drc = pg_store_dead_del(PG_KEY_DEAD, d->id, &del);
+        int drc = pg_store_dead_del(q->stream, d->id, &del);
         if (drc)
             return drc;
     }
     return rc;
 }
 
-static int dead_letter_replay(struct pg_req *req)
+static int dead_letter_replay(struct pg_req *req, const struct dlq *q)
 {
     const char *id = pg_req_param(req, "id");
     struct pg_store_dead_list l = {0};
-    int rc = pg_store_dead_range(PG_KEY_DEAD, id, id, 1, &l);
+    int rc = pg_store_dead_range(q->stream, id, id, 1, &l);
     if (rc == PG_EPROTO || rc == PG_EINVAL)
         return pg_req_problem(req, 400, "not a dead-letter id", NULL);
     if (rc)
@@ -99,29 +146,29 @@ static int dead_letter_replay(struct pg_req *req)
         pg_store_dead_list_free(&l);
         return pg_req_problem(req, 404, "no such dead letter", NULL);
     }
-    rc = replay_one(&l.items[0], pg_req_id(req));
+    rc = replay_one(q, &l.items[0], pg_req_id(req));
     pg_store_dead_list_free(&l);
     if (rc == PG_ENOTFOUND)
-        return pg_req_problem(req, 404, "posgate holds no state for that customer any more", NULL);
+        return pg_req_problem(req, 404, q->gone, NULL);
     if (rc)
         return redis_problem(req, rc);
     return pg_req_reply_json(req, 202, json_pack("{s:[s]}", "replayed", id));
 }
 
-static int dead_letters_replay_all(struct pg_req *req)
+static int dead_letters_replay_all(struct pg_req *req, const struct dlq *q)
 {
     json_t *ids = json_array();
     int rc = PG_OK;
     /* Page through the stream; replayed letters are deleted, so always read from the start. */
     for (int round = 0; round < 1000 && rc == PG_OK; round++) {
         struct pg_store_dead_list l = {0};
-        rc = pg_store_dead_range(PG_KEY_DEAD, NULL, NULL, 100, &l);
+        rc = pg_store_dead_range(q->stream, NULL, NULL, 100, &l);
         if (rc || l.n == 0) {
             pg_store_dead_list_free(&l);
             break;
         }
         for (size_t i = 0; i < l.n && rc == PG_OK; i++) {
-            rc = replay_one(&l.items[i], pg_req_id(req));
+            rc = replay_one(q, &l.items[i], pg_req_id(req));
             if (rc == PG_OK)
                 json_array_append_new(ids, json_string(l.items[i].id));
             else if (rc == PG_ENOTFOUND)
@@ -257,12 +304,42 @@ static int idempotent(struct pg_req *req, int (*run)(struct pg_req *))
     return rc;
 }
 
+static int push_replay(struct pg_req *req)
+{
+    return dead_letter_replay(req, &push_dlq);
+}
+
+static int push_replay_all(struct pg_req *req)
+{
+    return dead_letters_replay_all(req, &push_dlq);
+}
+
+static int check_replay(struct pg_req *req)
+{
+    return dead_letter_replay(req, &check_dlq);
+}
+
+static int check_replay_all(struct pg_req *req)
+{
+    return dead_letters_replay_all(req, &check_dlq);
+}
+
 int pg_hnd_dead_letter_replay(struct pg_req *req)
 {
-    return idempotent(req, dead_letter_replay);
+    return idempotent(req, push_replay);
 }
 
 int pg_hnd_dead_letters_replay_all(struct pg_req *req)
 {
-    return idempotent(req, dead_letters_replay_all);
+    return idempotent(req, push_replay_all);
+}
+
+int pg_hnd_check_dead_letter_replay(struct pg_req *req)
+{
+    return idempotent(req, check_replay);
+}
+
+int pg_hnd_check_dead_letters_replay_all(struct pg_req *req)
+{
+    return idempotent(req, check_replay_all);
 }

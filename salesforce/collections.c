@@ -52,7 +52,8 @@ static char *build_body(const char *sobject, json_t *records, int all_or_none)
     return s;
 }
 
-/* Salesforce's per-record results -> ours; NULL when the shape is wrong. */
+/* Salesforce's per-record results -> ours; NULL when the shape is wrong. A delete's results
+ * have no "created" (false here). */
 static json_t *map_results(json_t *j, size_t n)
 {
     if (!json_is_array(j) || json_array_size(j) != n)
@@ -87,37 +88,24 @@ static json_t *map_results(json_t *j, size_t n)
     return out;
 }
 
-int pg_sf_upsert(struct pg_sf_oauth *oauth,
-                 const struct pg_sf_rest_config *c,
-                 const char *sobject,
-                 const char *ext_field,
-                 json_t *records,
-                 int all_or_none,
-                 int64_t deadline_ms,
-                 json_t **results,
-                 struct pg_sf_error *err)
+/*
+ * One collections request (method, path under the instance, body or NULL) answered by n
+ * per-record results: the token, the one renewal after a 401 and the status mapping shared by
+ * the upsert and the delete. err is set; on PG_OK *results is new.
+ */
+static int collection_call(struct pg_sf_oauth *oauth,
+                           const struct pg_sf_rest_config *c,
+                           const char *method,
+                           const char *path,
+                           const char *body,
+                           size_t n,
+                           int64_t deadline_ms,
+                           json_t **results,
+                           struct pg_sf_error *err)
 {
-    struct pg_sf_error scratch;
-    if (!err)
-        err = &scratch;
-    pg_sf__set_err(err, 0, "", "");
-    if (results)
-        *results = NULL;
-    const char *ver = c && c->api_version ? c->api_version : "66.0";
     int connect_ms = c && c->connect_timeout_ms > 0 ? c->connect_timeout_ms : 1000;
     int timeout_ms = c && c->timeout_ms > 0 ? c->timeout_ms : 5000;
     size_t max_resp = c && c->max_response_bytes ? c->max_response_bytes : (1u << 20);
-    size_t n = json_array_size(records);
-    if (!oauth || !results || !pg_sf__version_ok(ver) || !pg_soql_ident_ok(sobject) ||
-        !pg_soql_ident_ok(ext_field) || !json_is_array(records) || n == 0 ||
-        n > PG_SF_COLLECTION_MAX)
-        return PG_EINVAL;
-    char *body = build_body(sobject, records, all_or_none);
-    if (!body)
-        return PG_EINVAL;
-    char path[512];
-    snprintf(path, sizeof path, "/services/data/v%s/composite/sobjects/%s/%s", ver, sobject,
-             ext_field);
     int rc;
     for (int attempt = 0;; attempt++) {
         pg_sf__set_err(err, 0, "", "");
@@ -148,13 +136,13 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
         if (left < 1)
             left = 1;
         const char *hdrs[] = {auth, "Accept: application/json",
-                              "Content-Type: application/json; charset=UTF-8", NULL};
+                              body ? "Content-Type: application/json; charset=UTF-8" : NULL, NULL};
         struct pg_httpc_req req = {
-            .method = "PATCH",
+            .method = method,
             .url = url,
             .headers = hdrs,
             .body = body,
-            .body_len = strlen(body),
+            .body_len = body ? strlen(body) : 0,
             .connect_timeout_ms = (int)(left < connect_ms ? left : connect_ms),
             .timeout_ms = (int)(left < timeout_ms ? left : timeout_ms),
             .max_response_bytes = max_resp,
@@ -216,6 +204,87 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
         }
         break;
     }
+    return rc;
+}
+
+int pg_sf_upsert(struct pg_sf_oauth *oauth,
+                 const struct pg_sf_rest_config *c,
+                 const char *sobject,
+                 const char *ext_field,
+                 json_t *records,
+                 int all_or_none,
+                 int64_t deadline_ms,
+                 json_t **results,
+                 struct pg_sf_error *err)
+{
+    struct pg_sf_error scratch;
+    if (!err)
+        err = &scratch;
+    pg_sf__set_err(err, 0, "", "");
+    if (results)
+        *results = NULL;
+    const char *ver = c && c->api_version ? c->api_version : "66.0";
+    size_t n = json_array_size(records);
+    if (!oauth || !results || !pg_sf__version_ok(ver) || !pg_soql_ident_ok(sobject) ||
+        !pg_soql_ident_ok(ext_field) || !json_is_array(records) || n == 0 ||
+        n > PG_SF_COLLECTION_MAX)
+        return PG_EINVAL;
+    char *body = build_body(sobject, records, all_or_none);
+    if (!body)
+        return PG_EINVAL;
+    char path[512];
+    snprintf(path, sizeof path, "/services/data/v%s/composite/sobjects/%s/%s", ver, sobject,
+             ext_field);
+    int rc = collection_call(oauth, c, "PATCH", path, body, n, deadline_ms, results, err);
     free(body);
     return rc;
+}
+
+/* A 15- or 18-character record id (letters and digits only: it goes into a URL as is). */
+static int id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n != 15 && n != 18)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= 'A' && s[i] <= 'Z')))
+            return 0;
+    return 1;
+}
+
+int pg_sf_delete(struct pg_sf_oauth *oauth,
+                 const struct pg_sf_rest_config *c,
+                 const json_t *ids,
+                 int all_or_none,
+                 int64_t deadline_ms,
+                 json_t **results,
+                 struct pg_sf_error *err)
+{
+    struct pg_sf_error scratch;
+    if (!err)
+        err = &scratch;
+    pg_sf__set_err(err, 0, "", "");
+    if (results)
+        *results = NULL;
+    const char *ver = c && c->api_version ? c->api_version : "66.0";
+    size_t n = json_array_size(ids);
+    if (!oauth || !results || !pg_sf__version_ok(ver) || !json_is_array(ids) || n == 0 ||
+        n > PG_SF_COLLECTION_MAX)
+        return PG_EINVAL;
+    /* 200 ids of 18 characters and commas fit in 4 KiB with the prefix */
+    char path[4608];
+    int len = snprintf(path, sizeof path, "/services/data/v%s/composite/sobjects?ids=", ver);
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (!id_ok(id))
+            return PG_EINVAL;
+        len += snprintf(path + len, sizeof path - (size_t)len, "%s%s", i ? "," : "", id);
+    }
+    snprintf(path + len, sizeof path - (size_t)len, "&allOrNone=%s",
+             all_or_none ? "true" : "false");
+    return collection_call(oauth, c, "DELETE", path, NULL, n, deadline_ms, results, err);
 }

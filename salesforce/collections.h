@@ -57,6 +57,22 @@ int pg_sf_upsert(struct pg_sf_oauth *oauth,
                  json_t **results,
                  struct pg_sf_error *err) PG_WARN_UNUSED;
 
+/**
+ * Delete up to 200 records by Id, of any objects (salesforce-wire.md §4.4):
+ *     DELETE {instance_url}/services/data/v<ver>/composite/sobjects?ids=<id>,...&allOrNone=<bool>
+ * ids: a 1..200 array of 15/18-character ids (anything else: PG_EINVAL, nothing sent).
+ * Return codes, *results and err as for pg_sf_upsert (created is always false). A record that is
+ * already gone answers ENTITY_IS_DELETED (or INVALID_CROSS_REFERENCE_KEY when it never existed):
+ * the caller decides whether that is success.
+ */
+int pg_sf_delete(struct pg_sf_oauth *oauth,
+                 const struct pg_sf_rest_config *c,
+                 const json_t *ids,
+                 int all_or_none,
+                 int64_t deadline_ms,
+                 json_t **results,
+                 struct pg_sf_error *err) PG_WARN_UNUSED;
+
 /** 1 when a per-record statusCode is worth retrying (see above), else 0. */
 int pg_sf_upsert_code_retryable(const char *status_code);
 

@@ -295,6 +295,15 @@ int pg_xf_config_new(const json_t *cfg, struct pg_xf_config **out, char *why, si
     return PG_OK;
 }
 
+void pg_xf_config_names(const struct pg_xf_config *cfg, struct pg_xf_names *out)
+{
+    out->order_ext = cfg->order_ext;
+    out->item_ext = cfg->item_ext;
+    out->product_ext = cfg->product_ext;
+    out->payment_object = cfg->payment_object;
+    out->payment_ext = cfg->payment_ext;
+}
+
 void pg_xf_config_free(struct pg_xf_config *cfg)
 {
     if (!cfg)

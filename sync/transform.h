@@ -144,6 +144,18 @@ int pg_xf_config_new(const json_t *cfg, struct pg_xf_config **out, char *why, si
 
 void pg_xf_config_free(struct pg_xf_config *cfg);
 
+/* The object and external id field names a compiled configuration uses (borrowed from cfg). */
+struct pg_xf_names {
+    const char *order_ext;      /* Order's external id field */
+    const char *item_ext;       /* OrderItem's */
+    const char *product_ext;    /* Product2's */
+    const char *payment_object; /* "Payment" or the custom object */
+    const char *payment_ext;    /* its external id field */
+};
+
+/** Fill out with cfg's names (for the loader, which upserts by them). */
+void pg_xf_config_names(const struct pg_xf_config *cfg, struct pg_xf_names *out);
+
 /**
  * Transform one BI guest check of location loc_ref. dims (may be NULL) carries dimension names:
  * {"menuItems": {"<miNum>": "name"}, "tenderMedia": {...}, "discounts": {...},
