@@ -331,7 +331,7 @@ static int has_bearer(struct pg_req *req)
  * (pg:apikey:<sha256 hex> → {"id", "location", "stores"}), where operators can add and revoke
  * keys without a restart.
  */
-static int authorize_station(struct pg_req *req)
+static int authorize_station_at(struct pg_req *req, int may_wait)
 {
     /* Station routes share the key check; a partner token needs the scope of the route: pushing
      * guest checks is a write (checks:write), everything else a lookup (loyalty:read). */
@@ -358,6 +358,8 @@ static int authorize_station(struct pg_req *req)
         pg_req_set_principal(req, json_incref((json_t *)match));
         return PG_OK;
     }
+    if (!may_wait)
+        return PG_HTTP_TO_WORKER; /* a key kept in Redis: checked on a worker */
     redisReply *r = NULL;
     int rc = pg_redis_command(&r, "GET " PG_KEY_APIKEY "%s", hex);
     json_t *entry = NULL;
@@ -376,6 +378,18 @@ static int authorize_station(struct pg_req *req)
     }
     pg_req_set_principal(req, entry);
     return PG_OK;
+}
+
+static int authorize_station(struct pg_req *req)
+{
+    return authorize_station_at(req, 1);
+}
+
+int pg_hnd_authorize_fast(struct pg_req *req, enum pg_auth_policy policy)
+{
+    if (policy == PG_AUTH_STATION)
+        return authorize_station_at(req, 0);
+    return PG_HTTP_TO_WORKER;
 }
 
 int pg_hnd_authorize(struct pg_req *req, enum pg_auth_policy policy)

@@ -46,6 +46,13 @@ const struct pg_route *pg_hnd_routes(size_t *n);
 /** The authorizer for routes whose policy is not PG_AUTH_NONE (see pg_http_opts). */
 int pg_hnd_authorize(struct pg_req *req, enum pg_auth_policy policy);
 
+/**
+ * The same without waiting on anything (for a route's fast path on an I/O thread): PG_OK with
+ * the principal set, a refusal already replied, or PG_HTTP_TO_WORKER when the check needs Redis
+ * (a station key kept there) or the policy has no such check.
+ */
+int pg_hnd_authorize_fast(struct pg_req *req, enum pg_auth_policy policy);
+
 /* health.c */
 int pg_hnd_healthz(struct pg_req *req);
 int pg_hnd_readyz(struct pg_req *req);
@@ -63,6 +70,9 @@ int pg_hnd_sf_events(struct pg_req *req);
 /* loyalty.c */
 int pg_hnd_member_lookup(struct pg_req *req);
 int pg_hnd_member_get(struct pg_req *req);
+/* The routes' fast paths (pg_http_opts.fast_path): a lookup's fresh cache hit is answered on
+ * the I/O thread. */
+pg_handler_fn pg_hnd_fast_path(const struct pg_route *route);
 int pg_hnd_loyalty_metrics(struct pg_buf *out);
 
 /* idempotency.c: Idempotency-Key on partner POSTs. A handler calls begin first (slot receives

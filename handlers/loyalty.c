@@ -29,6 +29,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/util.h"
+#include "store/redis.h"
 #include "sync/keys.h"
 #include "sync/member.h"
 #include "sync/normalize.h"
@@ -47,6 +48,8 @@ struct lookup {
     char value[320];
     json_t *stale; /* the entry past its TTL, if any: served when Salesforce fails */
     int64_t deadline_ms;
+    const char *store; /* the store asked for (borrowed from the request), or NULL */
+    int counted;       /* store checked and rate limit counted (by the fast path, or here) */
 };
 
 static void lookup_free(void *p)
@@ -680,29 +683,50 @@ serve_record(struct pg_req *req, struct lookup *lk, const struct pg_member_rec *
     return rc;
 }
 
-static int lookup_start(struct pg_req *req, struct lookup *lk, const char *store)
+/*
+ * The fast path (pg_route.fast) runs on an HTTP I/O thread, which also serves other connections
+ * and /healthz: there every Redis wait is capped at LOOKUP_INLINE_REDIS_MS
+ * (pg_redis_thread_bound_ms), and after a Redis failure or a capped wait that thread hands
+ * lookups to the workers for LOOKUP_INLINE_OFF_MS, so a stalled Redis costs an I/O thread at
+ * most one capped wait per interval.
+ */
+#define LOOKUP_INLINE_REDIS_MS 50
+#define LOOKUP_INLINE_OFF_MS 1000
+static _Thread_local int64_t inline_off_until_ms;
+static atomic_ullong inline_answered, inline_to_worker;
+
+static int lookup_start(struct pg_req *req, struct lookup *lk, int fast)
 {
     const struct pg_config *cfg = pg_hnd.app->cfg;
-    if (!store_allowed(req, store))
-        return pg_req_problem(req, 403, "this key may not look up members for that store", NULL);
-    lk->deadline_ms = pg_now_ms() + cfg->lookup_budget_ms;
-
-    /* Rate limit per station key, per minute window: counted in memory and added to Redis in
-     * the background (sync/ratelimit.h: why, and how exact it is across instances), so a hit is
-     * a read-only Redis round trip. */
-    const json_t *station = pg_req_principal(req);
-    const char *kid = json_string_value(json_object_get(station, "id"));
-    int64_t now = pg_wall_ms();
-    if (kid && pg_rate_count(kid, now) > rate_limit(station)) {
-        count(L_RATE_LIMITED);
-        char ra[16];
-        snprintf(ra, sizeof ra, "%lld", (long long)(60 - (now / 1000) % 60));
-        pg_req_add_header(req, "Retry-After", ra);
-        return pg_req_problem(req, 429, "rate limit for this key exceeded", NULL);
+    if (!lk->counted) {
+        if (!store_allowed(req, lk->store))
+            return pg_req_problem(req, 403, "this key may not look up members for that store",
+                                  NULL);
+        lk->deadline_ms = pg_now_ms() + cfg->lookup_budget_ms;
+        /* Rate limit per station key, per minute window: counted in memory and added to Redis
+         * in the background (sync/ratelimit.h: why, and how exact it is across instances), so
+         * a hit is a read-only Redis round trip. */
+        const json_t *station = pg_req_principal(req);
+        const char *kid = json_string_value(json_object_get(station, "id"));
+        int64_t now = pg_wall_ms();
+        lk->counted = 1;
+        if (kid && pg_rate_count(kid, now) > rate_limit(station)) {
+            count(L_RATE_LIMITED);
+            char ra[16];
+            snprintf(ra, sizeof ra, "%lld", (long long)(60 - (now / 1000) % 60));
+            pg_req_add_header(req, "Retry-After", ra);
+            return pg_req_problem(req, 429, "rate limit for this key exceeded", NULL);
+        }
     }
     enum pg_member_hit hit = PG_MEMBER_MISS;
     struct pg_member_rec rec;
     int rc = pg_member_read(lk->kind, lk->value, 0, &hit, &rec);
+    if (rc != PG_OK && fast) {
+        /* Redis slow or failing: this I/O thread stops trying for a while, and a worker, which
+         * may wait the full command timeout, takes this request. */
+        inline_off_until_ms = pg_now_ms() + LOOKUP_INLINE_OFF_MS;
+        return PG_HTTP_TO_WORKER;
+    }
     if (rc != PG_OK) {
         /* Redis down: straight to Salesforce (the rate limit still counts, in memory). */
         atomic_fetch_add(&redis_fail_open, 1);
@@ -723,8 +747,11 @@ static int lookup_start(struct pg_req *req, struct lookup *lk, const char *store
     return pg_req_defer(req, lookup_fetch);
 }
 
-int pg_hnd_member_lookup(struct pg_req *req)
+static int member_lookup(struct pg_req *req, int fast)
 {
+    struct lookup *lk = pg_req_data(req);
+    if (lk) /* the fast path parsed it and handed it to a worker */
+        return lookup_start(req, lk, fast);
     struct params p = {0};
     if (pg_req_query_each(req, collect_param, &p) != PG_OK)
         return pg_req_problem(req, 400, p.bad, NULL);
@@ -733,18 +760,22 @@ int pg_hnd_member_lookup(struct pg_req *req)
                               NULL);
     if (p.store && (!*p.store || strlen(p.store) > 32))
         return pg_req_problem(req, 400, "store must be 1 to 32 characters", NULL);
-    struct lookup *lk = calloc(1, sizeof *lk);
+    lk = calloc(1, sizeof *lk);
     if (!lk)
         return PG_ENOMEM;
     pg_req_set_data(req, lk, lookup_free);
+    lk->store = p.store;
     char why[160];
     if (normalise(p.name, p.value, lk, why, sizeof why) != PG_OK)
         return pg_req_problem(req, 400, why, NULL);
-    return lookup_start(req, lk, p.store);
+    return lookup_start(req, lk, fast);
 }
 
-int pg_hnd_member_get(struct pg_req *req)
+static int member_get(struct pg_req *req, int fast)
 {
+    struct lookup *lk = pg_req_data(req);
+    if (lk)
+        return lookup_start(req, lk, fast);
     const char *id = pg_req_param(req, "salesforce_id");
     struct params p = {0};
     if (pg_req_query_each(req, collect_param, &p) != PG_OK)
@@ -755,11 +786,12 @@ int pg_hnd_member_get(struct pg_req *req)
     if (!id || !pg_sf_id_valid(id))
         return pg_req_problem(req, 400, "salesforce_id must be a 15 or 18 character Salesforce id",
                               NULL);
-    struct lookup *lk = calloc(1, sizeof *lk);
+    lk = calloc(1, sizeof *lk);
     if (!lk)
         return PG_ENOMEM;
     pg_req_set_data(req, lk, lookup_free);
     lk->kind = PG_MEMBER_BY_SF;
+    lk->store = p.store;
     /* One cache entry per member: the 18-character form. */
     if (strlen(id) == 15) {
         if (pg_sf_id_to18(id, lk->value, sizeof lk->value) != PG_OK)
@@ -767,7 +799,58 @@ int pg_hnd_member_get(struct pg_req *req)
     } else {
         snprintf(lk->value, sizeof lk->value, "%s", id);
     }
-    return lookup_start(req, lk, p.store);
+    return lookup_start(req, lk, fast);
+}
+
+int pg_hnd_member_lookup(struct pg_req *req)
+{
+    return member_lookup(req, 0);
+}
+
+int pg_hnd_member_get(struct pg_req *req)
+{
+    return member_get(req, 0);
+}
+
+/*
+ * On the I/O thread: authorise without waiting (a station key in the configuration, or a partner
+ * token), then the same lookup with Redis capped. A fresh hit, a cached not-found and every
+ * refusal are answered here; a miss goes straight to the slow pool; anything that would wait
+ * (a station key kept in Redis, a slow or failing Redis) goes to a worker as before.
+ */
+static int fast_path(struct pg_req *req, int (*fn)(struct pg_req *, int))
+{
+    if (pg_now_ms() < inline_off_until_ms) {
+        atomic_fetch_add(&inline_to_worker, 1);
+        return PG_HTTP_TO_WORKER;
+    }
+    int rc = pg_hnd_authorize_fast(req, pg_req_route(req)->auth);
+    if (rc == PG_OK && pg_req_reply_status(req) == 0) {
+        pg_redis_thread_bound_ms(LOOKUP_INLINE_REDIS_MS);
+        rc = fn(req, 1);
+        pg_redis_thread_bound_ms(0);
+    }
+    atomic_fetch_add(rc == PG_HTTP_TO_WORKER ? &inline_to_worker : &inline_answered, 1);
+    return rc;
+}
+
+static int member_lookup_fast(struct pg_req *req)
+{
+    return fast_path(req, member_lookup);
+}
+
+static int member_get_fast(struct pg_req *req)
+{
+    return fast_path(req, member_get);
+}
+
+pg_handler_fn pg_hnd_fast_path(const struct pg_route *route)
+{
+    if (route->handler == pg_hnd_member_lookup)
+        return member_lookup_fast;
+    if (route->handler == pg_hnd_member_get)
+        return member_get_fast;
+    return NULL;
 }
 
 /* ---------------------------------------------------------------- metrics */
@@ -799,6 +882,11 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "that failed (the counts stay in memory).\n"
             "# TYPE posgate_lookup_rate_flush_failures_total counter\n"
             "posgate_lookup_rate_flush_failures_total %llu\n"
+            "# HELP posgate_lookup_fast_path_total Lookups started on the HTTP I/O thread: "
+            "answered (or deferred to the slow pool) there, or handed to a worker.\n"
+            "# TYPE posgate_lookup_fast_path_total counter\n"
+            "posgate_lookup_fast_path_total{result=\"answered\"} %llu\n"
+            "posgate_lookup_fast_path_total{result=\"to_worker\"} %llu\n"
             "# HELP posgate_lookup_render_cache_total Cache hits answered with a reply rendered "
             "earlier for the same record (hit) or rendered now (miss).\n"
             "# TYPE posgate_lookup_render_cache_total counter\n"
@@ -818,6 +906,7 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "# TYPE posgate_salesforce_token_failures_total counter\n"
             "posgate_salesforce_token_failures_total %llu\n",
             atomic_load(&sf_calls), atomic_load(&redis_fail_open), pg_rate_flush_failures(),
+            atomic_load(&inline_answered), atomic_load(&inline_to_worker),
             atomic_load(&rcache_hits), atomic_load(&rcache_misses), used, max, grants, failures);
     return rc;
 }

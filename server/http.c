@@ -69,6 +69,8 @@ struct pg_req {
     size_t nhdrs;
     /* worker hand-off */
     int dispatched;         /* queued to the worker pool (connection suspended) */
+    int fast_tried;         /* the route's fast path ran on the I/O thread */
+    int admitted;           /* the fast path authorised it: the worker skips the auth step */
     pg_handler_fn deferred; /* set by pg_req_defer: run next on the slow pool */
     struct pg_req *next;
 };
@@ -324,7 +326,7 @@ int pg_req_problem(struct pg_req *req, int status, const char *detail, json_t *e
 
 int pg_req_defer(struct pg_req *req, pg_handler_fn next)
 {
-    if (!req->dispatched || req->deferred || req->replied)
+    if ((!req->dispatched && !req->fast_tried) || req->deferred || req->replied)
         return PG_EINVAL; /* only a handler running on a worker, once, before replying */
     req->deferred = next;
     return PG_OK;
@@ -501,7 +503,7 @@ static void run_handler(struct pg_req *req)
     struct pg_http *h = req->srv;
     int rc = PG_OK;
     /* Authorise after the body has arrived: Salesforce's org check reads the body. */
-    if (req->route->auth != PG_AUTH_NONE)
+    if (req->route->auth != PG_AUTH_NONE && !req->admitted)
         rc = h->opts.authorize ? h->opts.authorize(req, req->route->auth) : PG_EFORBIDDEN;
     if (rc == PG_OK && !req->replied)
         rc = req->route->handler(req);
@@ -673,6 +675,25 @@ static enum MHD_Result on_request(void *cls,
         snprintf(d, sizeof d, "request body exceeds %zu bytes", req->body.max);
         pg_req_problem(req, 413, d, NULL);
     } else if (!req->route->inline_ok && !req->dispatched) {
+        pg_handler_fn fast = h->opts.fast_path ? h->opts.fast_path(req->route) : NULL;
+        if (fast && !req->fast_tried) {
+            /* The route's fast path, here on the I/O thread (bounded; see pg_http_opts). */
+            req->fast_tried = 1;
+            int rc = fast(req);
+            if (req->deferred && !req->replied) {
+                /* It must wait on an upstream: straight to the slow pool. */
+                req->dispatched = 1;
+                MHD_suspend_connection(conn);
+                pool_push(&h->slow, req);
+                return MHD_YES;
+            }
+            if (rc != PG_HTTP_TO_WORKER || req->replied) {
+                if (rc < 0 && !req->replied)
+                    reply_error(req, rc);
+                return send_reply(req);
+            }
+            req->admitted = req->principal != NULL;
+        }
         /* Hand the request to a worker; MHD calls us again once it is resumed. */
         req->dispatched = 1;
         MHD_suspend_connection(conn);

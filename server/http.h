@@ -51,6 +51,9 @@ struct pg_route {
     int inline_ok;   /* 1: never blocks (no Redis, no upstream): runs on the I/O thread */
 };
 
+/** What a route's fast path returns to hand the request to the worker pool. */
+#define PG_HTTP_TO_WORKER 1
+
 #define PG_REQ_MAX_PARAMS 4
 #define PG_REQ_MAX_HEADERS 8
 #define PG_REQ_ID_MAX 64
@@ -73,6 +76,16 @@ struct pg_http_opts {
      * PG_E* code (PG_EAUTH, PG_EFORBIDDEN) refuses it, or it replies itself. NULL: every route
      * other than PG_AUTH_NONE is refused (fail closed). */
     int (*authorize)(struct pg_req *req, enum pg_auth_policy policy);
+    /* Optional: the fast path of a route (NULL: none), tried on the I/O thread before the
+     * request is handed to a worker, for a route whose common case is quick (a cache hit) so
+     * that the two thread hand-offs would cost more than the work. A fast path must never wait
+     * longer than a small bound (an I/O thread serves many connections and /healthz), and it
+     * authorises the request itself (pg_req_principal is unset). It replies; or it calls
+     * pg_req_defer to continue on the slow pool; or it returns PG_HTTP_TO_WORKER to hand the
+     * request to the worker pool as if it had not been tried: the route's auth and handler run
+     * there, except that a principal it set is kept and the auth step skipped (so the handler
+     * can pick up the state it left in pg_req_data). */
+    pg_handler_fn (*fast_path)(const struct pg_route *route);
 };
 
 /**
@@ -131,7 +144,8 @@ const struct pg_route *pg_req_route(const struct pg_req *req);
  * Continue this request on the slow pool with next, instead of replying now. For a handler that
  * finds it must wait on an upstream (a Salesforce call on a cache miss): the fast pool is then
  * free for requests that only touch Redis, so a cache hit never queues behind a miss. Only from a
- * handler running on a worker (not inline_ok), once, before any reply. next must reply.
+ * handler running on a worker (not inline_ok) or from a route's fast path (pg_http_opts), once,
+ * before any reply. next must reply.
  */
 int pg_req_defer(struct pg_req *req, pg_handler_fn next) PG_WARN_UNUSED;
 

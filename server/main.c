@@ -154,6 +154,7 @@ static int run(const struct pg_config *cfg, const char *ready_file)
         .nroutes = nroutes,
         .app = &app,
         .authorize = pg_hnd_authorize,
+        .fast_path = pg_hnd_fast_path,
     };
     rc = pg_http_start(&ho, &http);
     if (rc) {

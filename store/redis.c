@@ -192,6 +192,22 @@ static atomic_int g_fail_streak;    /* consecutive failures; 0 = healthy */
 static atomic_llong g_next_attempt; /* pg_now_ms() before which new connects fail fast */
 static pthread_key_t g_key;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* pg_redis_thread_bound_ms: a cap on this thread's connect and command timeouts (0: none). */
+static _Thread_local int t_bound_ms;
+
+/* ms, capped by the calling thread's bound; *cut tells whether the cap applied. */
+static int bounded(int ms, int *cut)
+{
+    int c = t_bound_ms > 0 && t_bound_ms < ms;
+    if (cut)
+        *cut = c;
+    return c ? t_bound_ms : ms;
+}
+
+void pg_redis_thread_bound_ms(int ms)
+{
+    t_bound_ms = ms > 0 ? ms : 0;
+}
 
 struct tconn {
     redisContext *c; /* owned; NULL when not connected */
@@ -274,11 +290,11 @@ static int fail(struct tconn *t, int rc, int backoff)
     return rc;
 }
 
-static int fail_io(struct tconn *t, int saved_errno)
+static int fail_io(struct tconn *t, int saved_errno, int cut)
 {
     int timeout = t->c->err == REDIS_ERR_IO &&
                   (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == ETIMEDOUT);
-    return fail(t, timeout ? PG_ETIMEDOUT : PG_EUNAVAIL, 1);
+    return fail(t, timeout ? PG_ETIMEDOUT : PG_EUNAVAIL, !(timeout && cut));
 }
 
 static struct timeval ms_tv(int ms)
@@ -306,6 +322,10 @@ static int set_timeout(struct tconn *t, int ms)
 static int exec_raw(struct tconn *t, int timeout_ms, const char *cmd, size_t len, redisReply **out)
 {
     redisContext *c = t->c;
+    /* A timeout that only the thread's bound caused says nothing about Redis's health: the
+     * connection is dropped (its reply is still due) but the backoff is left alone. */
+    int cut = 0;
+    timeout_ms = bounded(timeout_ms, &cut);
     int64_t deadline = pg_now_ms() + timeout_ms;
     if (set_timeout(t, timeout_ms))
         return fail(t, PG_EUNAVAIL, 1);
@@ -315,9 +335,9 @@ static int exec_raw(struct tconn *t, int timeout_ms, const char *cmd, size_t len
     while (!done) {
         errno = 0;
         if (redisBufferWrite(c, &done) != REDIS_OK)
-            return fail_io(t, errno);
+            return fail_io(t, errno, cut);
         if (!done && pg_now_ms() >= deadline)
-            return fail(t, PG_ETIMEDOUT, 1);
+            return fail(t, PG_ETIMEDOUT, !cut);
     }
     size_t got = 0;
     void *reply = NULL;
@@ -328,14 +348,14 @@ static int exec_raw(struct tconn *t, int timeout_ms, const char *cmd, size_t len
             break;
         int64_t left = deadline - pg_now_ms();
         if (left <= 0)
-            return fail(t, PG_ETIMEDOUT, 1);
+            return fail(t, PG_ETIMEDOUT, !cut);
         /* Shrink the per-read timeout only when it matters, to spare a syscall per command. */
         if (left < t->tmo_ms - 50 && set_timeout(t, (int)left))
             return fail(t, PG_EUNAVAIL, 1);
         size_t before = c->reader->len - c->reader->pos;
         errno = 0;
         if (redisBufferRead(c) != REDIS_OK)
-            return fail_io(t, errno);
+            return fail_io(t, errno, cut);
         got += (c->reader->len - c->reader->pos) - before;
         if (got > PG_REDIS_MAX_REPLY_BYTES)
             return fail(t, PG_ETOOLARGE, 0);
@@ -382,7 +402,7 @@ static int handshake(struct tconn *t, int argc, const char **argv)
 static int connect_thread(struct tconn *t)
 {
     const struct pg_redis_addr *a = &g.addr;
-    struct timeval ctv = ms_tv(g.connect_ms);
+    struct timeval ctv = ms_tv(bounded(g.connect_ms, NULL));
     errno = 0;
     redisContext *c = a->is_unix ? redisConnectUnixWithTimeout(a->path, ctv)
                                  : redisConnectWithTimeout(a->host, a->port, ctv);
@@ -396,7 +416,7 @@ static int connect_thread(struct tconn *t)
     t->gen = atomic_load(&g_gen);
     t->tmo_ms = -1;
     if (c->err)
-        return fail_io(t, e);
+        return fail_io(t, e, 0);
     c->reader->maxbuf = 64 * 1024;
     int rc = PG_OK;
     if (a->password[0] && a->user[0])

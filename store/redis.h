@@ -110,6 +110,14 @@ int pg_redis_command_argv_timeout(redisReply **out,
                                   const char **argv,
                                   const size_t *argvlen) PG_WARN_UNUSED;
 
+/**
+ * Cap every Redis wait of the calling thread (connect and each command) at ms; 0 removes the cap.
+ * For a thread that must not wait long, like an HTTP I/O thread answering a cache hit inline. A
+ * timeout caused only by the cap drops the connection (its reply is still due) without counting
+ * against Redis's health.
+ */
+void pg_redis_thread_bound_ms(int ms);
+
 /** The configured command timeout in ms (for callers computing per-call timeouts). */
 int pg_redis_command_timeout_ms(void);
 

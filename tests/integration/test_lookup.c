@@ -511,6 +511,93 @@ static void hits_do_not_wait_on_misses(void **state)
     assert_true(worst < 0.3); /* a miss takes 800 ms (budget); a hit must not wait for one */
 }
 
+/* A counter or gauge from /metrics (the first line starting with series), or -1. */
+static long long metric(const char *series)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s/metrics", gw.url);
+    struct pg_t_resp r;
+    long long v = -1;
+    if (pg_t_get(u, &r) == 0 && r.body) {
+        size_t n = strlen(series);
+        for (const char *p = r.body; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+            if (strncmp(p, series, n) == 0 && p[n] == ' ') {
+                v = atoll(p + n + 1);
+                break;
+            }
+    }
+    pg_t_resp_free(&r);
+    return v;
+}
+
+/* A fresh hit is answered on the HTTP I/O thread (no worker hand-off), rendered once per record. */
+static void hits_are_answered_on_the_io_thread(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    pg_t_resp_free(&r);
+    long long fast0 = metric("posgate_lookup_fast_path_total{result=\"answered\"}");
+    long long rend0 = metric("posgate_lookup_render_cache_total{result=\"hit\"}");
+    char etag[64] = "";
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+        assert_string_equal(hdr(&r, "X-Cache"), "hit");
+        if (i == 0)
+            snprintf(etag, sizeof etag, "%s", hdr(&r, "ETag"));
+        assert_string_equal(hdr(&r, "ETag"), etag); /* the kept rendering is the same reply */
+        pg_t_resp_free(&r);
+    }
+    assert_true(metric("posgate_lookup_fast_path_total{result=\"answered\"}") >= fast0 + 5);
+    assert_true(metric("posgate_lookup_render_cache_total{result=\"hit\"}") >= rend0 + 4);
+}
+
+/*
+ * Redis hung (SIGSTOP): a lookup's fast path waits at most its cap (50 ms) on an I/O thread, then
+ * that thread hands lookups to the workers for a second; /healthz, served by the same I/O
+ * threads, stays fast, and the lookups still end (answered from Salesforce or 503).
+ */
+static void redis_hung_does_not_stall_io_threads(void **state)
+{
+    struct pg_t_resp r;
+    assert_int_equal(lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r), 200);
+    pg_t_resp_free(&r);
+    pg_sleep_ms(1100); /* past any earlier hand-over window */
+    pg_t_redis_pause(&redis);
+    enum { N = 8 };
+    struct bg b[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(b[i].path, sizeof b[i].path, "/v1/loyalty/members?loyalty_id=LY-000123");
+        pthread_create(&b[i].t, NULL, bg_lookup, &b[i]);
+    }
+    pg_sleep_ms(20);
+    char u[256];
+    snprintf(u, sizeof u, "%s/healthz", gw.url);
+    double worst = 0;
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(pg_t_get(u, &r), 0);
+        assert_int_equal(r.status, 200);
+        if (r.total_s > worst)
+            worst = r.total_s;
+        pg_t_resp_free(&r);
+        pg_sleep_ms(20);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(b[i].t, NULL);
+        assert_true(b[i].status == 200 || b[i].status == 503);
+    }
+    pg_t_redis_resume(&redis);
+    print_message("slowest /healthz while Redis hung with %d lookups: %.1f ms\n", N, worst * 1000);
+    assert_true(worst < 0.3); /* far below the 500 ms Redis command timeout */
+    char xc[16] = "";
+    for (int64_t end = pg_now_ms() + 5000; strcmp(xc, "hit") != 0 && pg_now_ms() < end;
+         pg_sleep_ms(100)) {
+        lookup("/v1/loyalty/members?loyalty_id=LY-000123", KEY, NULL, &r);
+        snprintf(xc, sizeof xc, "%s", hdr(&r, "X-Cache"));
+        pg_t_resp_free(&r);
+    }
+    assert_string_equal(xc, "hit");
+}
+
 /* Redis stopped: lookups go to Salesforce and still answer; back to the cache when it returns. */
 static void redis_down_still_answers(void **state)
 {
@@ -575,6 +662,8 @@ int main(void)
         cmocka_unit_test_setup(token_expiry_renews_once, reset),
         cmocka_unit_test_setup(stale_if_error, reset),
         cmocka_unit_test_setup(hits_do_not_wait_on_misses, reset),
+        cmocka_unit_test_setup(hits_are_answered_on_the_io_thread, reset),
+        cmocka_unit_test_setup(redis_hung_does_not_stall_io_threads, reset),
         cmocka_unit_test_setup(redis_down_still_answers, reset),
         cmocka_unit_test_setup(push_update_refreshes_the_cache, reset),
     };
