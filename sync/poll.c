@@ -280,6 +280,92 @@ static int queue_checks(struct loc *l, const json_t *checks, const char *rid, js
     return rc;
 }
 
+/* DEL key only while it still holds val: a re-pull asked again during ours is kept for the next
+ * cycle. */
+static const char del_if_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
+    "return 0\n";
+
+/*
+ * Re-pulls reconciliation asked for (sync/recon.h: pg:chk:repull:<loc>:<busdt> after a drift):
+ * each such business date is fetched whole (no changedSinceUTC: what went missing may be older
+ * than any cursor) and queued, then the request is deleted. Dates outside the re-poll window are
+ * served too: that is the point of asking. The cursor is not involved. Returns PG_OK or the first
+ * failure (the remaining requests stay for the next cycle). report gets "repulled": [dates].
+ */
+static int repull_requests(
+    struct pg_poll *p, struct loc *l, const char *rid, json_t *report, int *retry_after_s)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, PG_KEY_CHK_REPULL "%s:*", l->ref);
+    size_t prefix = strlen(pat) - 1;
+    char scur[32] = "0";
+    int rc = PG_OK;
+    json_t *done = json_array();
+    do {
+        redisReply *r = NULL;
+        rc = pg_redis_command(&r, "SCAN %s MATCH %s COUNT 100", scur, pat);
+        if (rc != PG_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+            if (r)
+                freeReplyObject(r);
+            rc = rc == PG_OK ? PG_EPROTO : rc;
+            break;
+        }
+        snprintf(scur, sizeof scur, "%s", r->element[0]->str ? r->element[0]->str : "0");
+        redisReply *keys = r->element[1];
+        for (size_t i = 0; rc == PG_OK && i < keys->elements; i++) {
+            const char *key = keys->element[i]->str;
+            if (!key || strlen(key) <= prefix || !pg_bi_valid_date(key + prefix))
+                continue;
+            const char *date = key + prefix;
+            redisReply *v = NULL;
+            rc = pg_redis_command(&v, "GET %s", key);
+            char *val = rc == PG_OK && v->type == REDIS_REPLY_STRING ? strdup(v->str) : NULL;
+            if (v)
+                freeReplyObject(v);
+            if (rc != PG_OK || !val) {
+                free(val);
+                continue; /* gone meanwhile (another process served it) */
+            }
+            json_t *resp = NULL;
+            char why[256] = "";
+            int ra = -1;
+            rc = pg_bi_guest_checks(p->bi, l->ref, PG_BI_BUS_DT, date, NULL, 0,
+                                    pg_now_ms() + deadline_ms(p), &resp, &ra, why, sizeof why);
+            if (rc != PG_OK) {
+                *retry_after_s = ra;
+                pg_log(PG_LOG_WARN, rid, "poll.repull_failed", "location %s %s: %s (%s)", l->ref,
+                       date, pg_strerror(rc), why);
+                free(val);
+                break;
+            }
+            json_t *day =
+                json_pack("{s:s, s:I}", "date", date, "checks",
+                          (json_int_t)json_array_size(json_object_get(resp, "guestChecks")));
+            rc = queue_checks(l, json_object_get(resp, "guestChecks"), rid, day);
+            json_decref(resp);
+            if (rc == PG_OK) {
+                redisReply *d = NULL;
+                rc = pg_redis_command(&d, "EVAL %s 1 %s %s", del_if_lua, key, val);
+                if (d)
+                    freeReplyObject(d);
+                pg_log(PG_LOG_INFO, rid, "poll.repulled",
+                       "location %s %s: fetched whole again on reconciliation's request", l->ref,
+                       date);
+                json_array_append(done, day);
+            }
+            json_decref(day);
+            free(val);
+        }
+        freeReplyObject(r);
+    } while (rc == PG_OK && strcmp(scur, "0") != 0);
+    if (json_array_size(done))
+        json_object_set_new(report, "repulled", done);
+    else
+        json_decref(done);
+    return rc;
+}
+
 /*
  * One cycle (caller holds l->cycle_mu). *retry_after_s gets a 429/503's Retry-After (-1 none).
  * Returns the outcome; report (may be NULL) is filled as pg_poll_now documents.
@@ -393,6 +479,12 @@ static enum outcome cycle(struct pg_poll *p, struct loc *l, int *retry_after_s, 
      * our clock counts as now. */
     int64_t cms = utc_ms(min_cur), now = pg_wall_ms();
     atomic_store(&l->last_ok_wall_ms, cms > 0 && cms < now ? cms : now);
+    rc = repull_requests(p, l, rid, report, retry_after_s);
+    if (rc != PG_OK) {
+        json_object_set_new(report, "error",
+                            json_string("a re-pull asked by reconciliation failed"));
+        return rc == PG_EUNAVAIL || rc == PG_ETIMEDOUT ? OUT_UNAVAIL : outcome_of(rc);
+    }
     return OUT_OK;
 }
 

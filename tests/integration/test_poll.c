@@ -52,8 +52,7 @@ static int setup(void **state)
     if (pg_t_sim_start(&sim, cfg) != 0)
         return -1;
     static char g[4096];
-    /* "0042" is a seeded location the generator gives no days, "9999" one the BI account may not
-     * read (403): neither may hold up 1234 and 1235. */
+    /* "9999" is a location the BI account may not read (403): it must not hold up 1234 and 1235. */
     snprintf(g, sizeof g,
              "{\"listen\":{\"port\":0},\"log\":{\"level\":\"info\"},"
              "\"redis\":{\"url\":\"%s\",\"command_timeout_ms\":2000,\"reconnect_min_ms\":20,"
@@ -334,6 +333,44 @@ static void faults_back_off_and_recover_without_losing_the_cursor(void **state)
     free(log);
 }
 
+/* Reconciliation's re-pull request (pg:chk:repull:<loc>:<busdt>): the date is fetched whole
+ * again, without the cursor, so a check posgate lost is queued again; then the request is gone. */
+static void a_repull_request_fetches_the_whole_date(void **state)
+{
+    wait_held("1234", sim_visible("1234"), 30000);
+    /* a check of DAY1 that posgate no longer holds (as if it had never been polled) */
+    redisReply *r = NULL;
+    char pat[64];
+    snprintf(pat, sizeof pat, PG_KEY_CHK "1234:*");
+    assert_int_equal(pg_redis_command(&r, "KEYS %s", pat), PG_OK);
+    char victim[96] = "";
+    for (size_t i = 0; i < r->elements && !victim[0]; i++) {
+        redisReply *b = NULL;
+        assert_int_equal(pg_redis_command(&b, "HGET %s busdt", r->element[i]->str), PG_OK);
+        if (b->type == REDIS_REPLY_STRING && strcmp(b->str, DAY1) == 0)
+            snprintf(victim, sizeof victim, "%s", r->element[i]->str);
+        freeReplyObject(b);
+    }
+    freeReplyObject(r);
+    assert_true(victim[0]);
+    assert_int_equal(redis_int("DEL %s", victim), 1);
+    /* a poll cycle alone does not bring it back: nothing changed since the cursor */
+    json_t *rep = poll_now("1234");
+    assert_int_equal(report_sum(rep, "queued"), 0);
+    json_decref(rep);
+    assert_int_equal(redis_int("EXISTS %s", victim), 0);
+    assert_int_equal(
+        pg_t_redis_cmd(&R, "SET " PG_KEY_CHK_REPULL "1234:" DAY1 " {\"reason\":\"t\"}"), 0);
+    int64_t end = pg_now_ms() + 20000;
+    while (redis_int("EXISTS %s", victim) != 1 && pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_int_equal(redis_int("EXISTS %s", victim), 1);
+    end = pg_now_ms() + 5000;
+    while (redis_int("EXISTS %s", PG_KEY_CHK_REPULL "1234:" DAY1) != 0 && pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_int_equal(redis_int("EXISTS %s", PG_KEY_CHK_REPULL "1234:" DAY1), 0);
+}
+
 static void poll_now_needs_a_polled_location(void **state)
 {
     char u[256];
@@ -350,6 +387,7 @@ int main(void)
         cmocka_unit_test(a_cycle_without_changes_queues_nothing),
         cmocka_unit_test(late_upload_to_an_old_date_is_queued),
         cmocka_unit_test(faults_back_off_and_recover_without_losing_the_cursor),
+        cmocka_unit_test(a_repull_request_fetches_the_whole_date),
         cmocka_unit_test(poll_now_needs_a_polled_location),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
