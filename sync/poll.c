@@ -639,7 +639,8 @@ void pg_poll_note_received(const char *source, const enum pg_checkq_result *resu
 /* ---------------------------------------------------------------- lifecycle */
 
 /* The polled locations: checks.poll.locations, else the keys of checks.transform.locations. */
-static int collect_locations(const struct pg_config *cfg, struct pg_poll *p)
+static int
+collect_locations(const struct pg_config *cfg, struct pg_poll *p, char *err, size_t errsz)
 {
     size_t n = 0;
     for (char **s = cfg->poll_locations; s && *s; s++)
@@ -649,8 +650,9 @@ static int collect_locations(const struct pg_config *cfg, struct pg_poll *p)
     if (from_transform)
         n = json_object_size(tl);
     if (n == 0) {
-        pg_log(PG_LOG_ERROR, NULL, "startup",
-               "checks.poll.enabled needs checks.poll.locations or checks.transform.locations");
+        snprintf(err, errsz,
+                 "config: checks.poll.enabled needs checks.poll.locations or "
+                 "checks.transform.locations");
         return PG_ECONFIG;
     }
     p->locs = calloc(n, sizeof *p->locs);
@@ -679,14 +681,14 @@ static int collect_locations(const struct pg_config *cfg, struct pg_poll *p)
         if (!r[0] ||
             strspn(r, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
                 strlen(r)) {
-            pg_log(PG_LOG_ERROR, NULL, "startup",
-                   "checks.poll: location #%zu: a locRef is 1..%d of [A-Za-z0-9._-]", i,
-                   PG_CHECKQ_LOC_MAX);
+            snprintf(err, errsz,
+                     "config: checks.poll: location #%zu: a locRef is 1..%d of [A-Za-z0-9._-]", i,
+                     PG_CHECKQ_LOC_MAX);
             return PG_ECONFIG;
         }
         for (size_t j = 0; j < i; j++)
             if (strcmp(p->locs[j].ref, r) == 0) {
-                pg_log(PG_LOG_ERROR, NULL, "startup", "checks.poll.locations: %s twice", r);
+                snprintf(err, errsz, "config: checks.poll.locations: %s twice", r);
                 return PG_ECONFIG;
             }
     }
@@ -722,8 +724,10 @@ int pg_poll_start(const struct pg_config *cfg, struct pg_poll **out)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
-    int rc = collect_locations(cfg, p);
+    char err[256] = "";
+    int rc = collect_locations(cfg, p, err, sizeof err);
     if (rc) {
+        pg_log(PG_LOG_ERROR, NULL, "startup", "%s", err);
         poll_free(p);
         return rc;
     }
@@ -784,6 +788,36 @@ void pg_poll_stop(struct pg_poll *p)
         g_poll = NULL;
     pthread_rwlock_unlock(&g_lock);
     poll_free(p);
+}
+
+int pg_poll_check_config(const struct pg_config *cfg, char *err, size_t errsz)
+{
+    if (!cfg->poll_enabled)
+        return PG_OK;
+    struct pg_poll p = {.cfg = cfg};
+    int rc = collect_locations(cfg, &p, err, errsz);
+    free(p.locs);
+    if (rc)
+        return rc;
+    struct pg_bi_config bc = {
+        .base_url = cfg->bi_base_url,
+        .auth_base_url = cfg->bi_auth_base_url,
+        .org = cfg->bi_org,
+        .client_id = cfg->bi_client_id,
+        .username = cfg->bi_username,
+        .password = cfg->bi_password,
+        .application_name = cfg->bi_application_name,
+    };
+    struct pg_bi *bi = NULL;
+    rc = pg_bi_new(&bc, &bi);
+    pg_bi_free(bi);
+    if (rc) {
+        snprintf(err, errsz,
+                 "config: checks.poll.enabled needs checks.bi.base_url (http/https), org "
+                 "([A-Za-z0-9._-]), client_id, username and password");
+        return PG_ECONFIG;
+    }
+    return PG_OK;
 }
 
 int pg_poll_now(const char *loc_ref, json_t **report)

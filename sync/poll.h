@@ -46,6 +46,12 @@ struct pg_poll;
  */
 int pg_poll_start(const struct pg_config *cfg, struct pg_poll **out) PG_WARN_UNUSED;
 
+/**
+ * What pg_poll_start would refuse, without starting anything (for --check-config): with
+ * checks.poll.enabled, the locations and the checks.bi settings. PG_OK or PG_ECONFIG with err.
+ */
+int pg_poll_check_config(const struct pg_config *cfg, char *err, size_t errsz) PG_WARN_UNUSED;
+
 /** Stop: wake every thread, let a cycle in progress finish its current call, join, free.
  * NULL-safe. */
 void pg_poll_stop(struct pg_poll *p);

@@ -380,6 +380,28 @@ static void poll_now_needs_a_polled_location(void **state)
     json_decref(http_json("POST", u, NULL, "", 401));
 }
 
+/* --check-config refuses a poller it could not start, naming what is missing. */
+static void check_config_names_what_the_poller_needs(void **state)
+{
+    char *dir = pg_t_mkdtemp("pollcfg");
+    char cfgp[600], logp[600];
+    snprintf(cfgp, sizeof cfgp, "%s/c.json", dir);
+    snprintf(logp, sizeof logp, "%s/out.log", dir);
+    const char *c = "{\"redis\":{\"url\":\"redis://127.0.0.1:1\"},\"checks\":{\"poll\":"
+                    "{\"enabled\":true,\"locations\":[\"1234\"]},\"bi\":{\"org\":\"ACME\"}}}";
+    assert_int_equal(pg_write_file_atomic(cfgp, c, strlen(c)), 0);
+    const char *argv[] = {pg_t_bin("posgate"), "--check-config", cfgp, NULL};
+    pid_t pid = pg_t_spawn(argv, logp);
+    assert_true(pid > 0);
+    assert_int_equal(pg_t_wait_exit(pid, 10000), 2);
+    char *out = NULL;
+    assert_int_equal(pg_read_file(logp, 1 << 16, &out, NULL), 0);
+    assert_non_null(strstr(out, "checks.bi.base_url"));
+    free(out);
+    pg_t_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +411,7 @@ int main(void)
         cmocka_unit_test(faults_back_off_and_recover_without_losing_the_cursor),
         cmocka_unit_test(a_repull_request_fetches_the_whole_date),
         cmocka_unit_test(poll_now_needs_a_polled_location),
+        cmocka_unit_test(check_config_names_what_the_poller_needs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
