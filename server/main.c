@@ -246,6 +246,12 @@ int main(int argc, char **argv)
             pg_config_free(cfg);
             return 2;
         }
+        if (pg_poll_check_config(cfg, err, sizeof err) != PG_OK) {
+            fprintf(stderr, "posgate: %s\n", err);
+            pg_hnd_shutdown();
+            pg_config_free(cfg);
+            return 2;
+        }
         pg_hnd_shutdown();
         printf("posgate: %s: configuration OK\n", config);
         pg_config_free(cfg);
