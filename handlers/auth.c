@@ -337,9 +337,8 @@ static int authorize_station_at(struct pg_req *req, int may_wait)
      * guest checks is a write (checks:write), everything else a lookup (loyalty:read). */
     const struct pg_route *rt = pg_req_route(req);
     if (has_bearer(req))
-        return authorize_partner(req, rt && rt->handler == pg_hnd_micros_guest_checks
-                                          ? "checks:write"
-                                          : "loyalty:read");
+        return authorize_partner(
+            req, rt && rt->handler == pg_hnd_micros_guest_checks ? "checks:write" : "loyalty:read");
     const char *key = pg_req_header(req, "X-Api-Key");
     if (!key || !*key || strlen(key) > 256)
         return unauthorized(req, "ApiKey", "a station X-Api-Key is required");

@@ -29,8 +29,8 @@ static struct pg_route routes[] = {
     {"POST", "/v1/micros/guest-checks", "micros_guest_checks", pg_hnd_micros_guest_checks,
      PG_AUTH_STATION, 0, 0},
     /* operators */
-    {"POST", "/v1/admin/checks/poll", "admin_checks_poll", pg_hnd_checks_poll_now, PG_AUTH_ADMIN,
-     0, 0},
+    {"POST", "/v1/admin/checks/poll", "admin_checks_poll", pg_hnd_checks_poll_now, PG_AUTH_ADMIN, 0,
+     0},
     {"GET", "/v1/admin/dead-letters", "admin_dead_letters", pg_hnd_dead_letters_list, PG_AUTH_ADMIN,
      0, 0},
     {"POST", "/v1/admin/dead-letters/replay", "admin_dead_letters_replay",
