@@ -49,6 +49,8 @@ static struct pg_route routes[] = {
     {"GET", "/v1/admin/customers/{salesforce_id}/sync-status", "admin_sync_status",
      pg_hnd_sync_status, PG_AUTH_ADMIN, 0, 0},
     {"GET", "/v1/admin/audit", "admin_audit", pg_hnd_audit, PG_AUTH_ADMIN, 0, 0},
+    /* MICROS → Salesforce reconciliation: admin key, or a partner JWT with reconciliation:read */
+    {"GET", "/v1/reconciliation", "reconciliation", pg_hnd_reconciliation, PG_AUTH_ADMIN, 0, 0},
 };
 
 const struct pg_route *pg_hnd_routes(size_t *n)

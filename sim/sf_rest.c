@@ -198,9 +198,9 @@ static int id_ok(const char *s)
 
 /* ---- SOQL subset ---- */
 
-enum { T_EOF, T_IDENT, T_STR, T_NUM, T_COMMA, T_LP, T_RP, T_EQ, T_OP, T_BAD };
+enum { T_EOF, T_IDENT, T_STR, T_NUM, T_DATE, T_COMMA, T_LP, T_RP, T_EQ, T_OP, T_BAD };
 enum { N_CMP, N_AND, N_OR };
-enum { L_STR, L_NUM, L_NULL, L_BOOL };
+enum { L_STR, L_NUM, L_NULL, L_BOOL, L_DATE };
 
 struct node {
     int kind;
@@ -212,6 +212,7 @@ struct node {
     int b;
     struct node **kids;
     size_t nk;
+    char fbuf[130]; /* the canonical name of an Order field (custom fields spelled as asked) */
 };
 
 struct soql {
@@ -234,6 +235,7 @@ struct soql {
     struct node *where;
     long long limit; /* -1: none */
     int depth;
+    int order; /* FROM Order: date literals, aggregates and GROUP BY (parse_order) */
 };
 
 static void node_free(struct node *n)
@@ -424,6 +426,14 @@ static void lex_string(struct soql *s)
     s->pos = i;
 }
 
+static int is_date(const char *p)
+{
+    for (int i = 0; i < 10; i++)
+        if (i == 4 || i == 7 ? p[i] != '-' : !isdigit((unsigned char)p[i]))
+            return 0;
+    return 1;
+}
+
 static void next(struct soql *s)
 {
     free(s->tk.str);
@@ -453,6 +463,10 @@ static void next(struct soql *s)
             e++;
         s->tk.t = T_IDENT;
         s->tk.len = e - b;
+    } else if (isdigit((unsigned char)c) && b + 10 <= s->n && is_date(s->q + b) &&
+               (b + 10 == s->n || !isalnum((unsigned char)s->q[b + 10]))) {
+        s->tk.t = T_DATE; /* a date literal: YYYY-MM-DD, unquoted (SOQL "Date Formats") */
+        s->tk.len = 10;
     } else if (isdigit((unsigned char)c) ||
                ((c == '-' || c == '+') && b + 1 < s->n && isdigit((unsigned char)s->q[b + 1]))) {
         size_t e = b + 1;
@@ -538,6 +552,9 @@ static struct node *parse_term(struct soql *s)
             node_free(n);
             return NULL;
         }
+    } else if (s->tk.t == T_DATE && s->order) {
+        n->ltype = L_DATE;
+        n->str = strndup(s->q + s->tk.pos, 10);
     } else if (kw(s, "NULL")) {
         n->ltype = L_NULL;
     } else if (kw(s, "TRUE") || kw(s, "FALSE")) {
@@ -750,6 +767,472 @@ static void reply_soql_error(struct soql *s, struct pg_sim_reply *out)
     pg_sim_sf_error(out, 400, s->code, s->msg ? s->msg : "malformed query");
 }
 
+/* ---- Order queries: plain and aggregate (COUNT/SUM with aliases, GROUP BY) ---- */
+
+/* Standard Order fields the collections store keeps (sim/sf_collections.c); any custom field
+ * (__c) is accepted as the collections upsert accepts any. */
+static const char *const ORDER_STD[] = {"Id",
+                                        "AccountId",
+                                        "EffectiveDate",
+                                        "Status",
+                                        "StatusCode",
+                                        "Pricebook2Id",
+                                        "CurrencyIsoCode",
+                                        "Type",
+                                        "Name",
+                                        "OrderNumber",
+                                        "TotalAmount",
+                                        "IsReductionOrder",
+                                        "OriginalOrderId",
+                                        "CreatedDate",
+                                        "SystemModstamp",
+                                        NULL};
+
+#define OQ_MAX_GROUP 8
+#define OQ_FIELD 130
+
+enum { A_NONE, A_COUNT, A_SUM };
+
+struct oitem {
+    int agg;
+    size_t pos, len, alias_pos, alias_len; /* field (inside the parentheses) and alias */
+    char field[OQ_FIELD];
+};
+
+struct oq {
+    struct oitem it[MAX_SELECT];
+    size_t n;
+    size_t gpos[OQ_MAX_GROUP], glen[OQ_MAX_GROUP];
+    char group[OQ_MAX_GROUP][OQ_FIELD];
+    size_t ng;
+    int grouped; /* GROUP BY present */
+};
+
+/* The canonical spelling of an Order field into out; 0 when Order has no such column. */
+static int order_field(const char *name, size_t len, char *out, size_t outsz)
+{
+    for (const char *const *f = ORDER_STD; *f; f++)
+        if (strlen(*f) == len && strncasecmp(*f, name, len) == 0) {
+            snprintf(out, outsz, "%s", *f);
+            return 1;
+        }
+    if (len > 3 && len < outsz && strncasecmp(name + len - 3, "__c", 3) == 0 &&
+        !memchr(name, '.', len)) {
+        memcpy(out, name, len);
+        out[len] = '\0';
+        return 1;
+    }
+    return 0;
+}
+
+/* A record's field, its name compared case-insensitively (SOQL names are). */
+static json_t *rec_get(json_t *rec, const char *field)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(rec, k, v)
+    {
+        if (strcasecmp(k, field) == 0)
+            return v;
+    }
+    return NULL;
+}
+
+/* A number field's value: a JSON number, or a decimal string (the transform sends money as
+ * "313.90", which Salesforce stores as a currency value). 0 when it is neither. */
+static int num_of(const json_t *v, double *out)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return 1;
+    }
+    const char *s = json_string_value(v);
+    char *end = NULL;
+    if (!s || !*s)
+        return 0;
+    *out = strtod(s, &end);
+    return end && !*end;
+}
+
+static void order_no_column(struct soql *s, size_t pos, size_t len)
+{
+    fail(s, pos, "INVALID_FIELD", "No such column '%.*s' on entity 'Order'. %s", (int)len,
+         s->q + pos, NO_COLUMN_TAIL);
+}
+
+static void parse_order(struct soql *s, struct oq *o)
+{
+    s->limit = -1;
+    next(s);
+    if (!kw(s, "SELECT"))
+        return unexpected(s);
+    next(s);
+    for (;;) {
+        if (s->tk.t != T_IDENT || kw(s, "FROM"))
+            return unexpected(s);
+        if (o->n == MAX_SELECT) {
+            fail(s, s->tk.pos, "MALFORMED_QUERY", "too many fields selected");
+            return;
+        }
+        struct oitem *it = &o->it[o->n++];
+        it->pos = s->tk.pos;
+        it->len = s->tk.len;
+        next(s);
+        if (s->tk.t == T_LP) {
+            if (it->len == 5 && strncasecmp(s->q + it->pos, "COUNT", 5) == 0)
+                it->agg = A_COUNT;
+            else if (it->len == 3 && strncasecmp(s->q + it->pos, "SUM", 3) == 0)
+                it->agg = A_SUM;
+            else /* AVG, MIN, MAX, COUNT_DISTINCT...: valid SOQL the simulator lacks */
+                return unexpected(s);
+            next(s);
+            if (s->tk.t != T_IDENT) /* COUNT() (the row count form) is not modelled */
+                return unexpected(s);
+            it->pos = s->tk.pos;
+            it->len = s->tk.len;
+            next(s);
+            if (s->tk.t != T_RP)
+                return unexpected(s);
+            next(s);
+        }
+        if (s->tk.t == T_IDENT && !kw(s, "FROM")) { /* an alias */
+            it->alias_pos = s->tk.pos;
+            it->alias_len = s->tk.len;
+            next(s);
+        }
+        if (s->tk.t != T_COMMA)
+            break;
+        next(s);
+    }
+    if (!kw(s, "FROM"))
+        return unexpected(s);
+    next(s);
+    if (s->tk.t != T_IDENT)
+        return unexpected(s);
+    s->obj_pos = s->tk.pos;
+    s->obj_len = s->tk.len;
+    next(s);
+    if (kw(s, "WHERE")) {
+        next(s);
+        if (!(s->where = parse_expr(s)))
+            return;
+    }
+    if (kw(s, "GROUP")) {
+        next(s);
+        if (!kw(s, "BY"))
+            return unexpected(s);
+        next(s);
+        o->grouped = 1;
+        for (;;) {
+            if (s->tk.t != T_IDENT || o->ng == OQ_MAX_GROUP)
+                return unexpected(s);
+            o->gpos[o->ng] = s->tk.pos;
+            o->glen[o->ng++] = s->tk.len;
+            next(s);
+            if (s->tk.t != T_COMMA)
+                break;
+            next(s);
+        }
+    }
+    if (kw(s, "LIMIT")) {
+        next(s);
+        if (s->tk.t != T_NUM || !isdigit((unsigned char)s->q[s->tk.pos]) ||
+            memchr(s->q + s->tk.pos, '.', s->tk.len) || s->tk.len > 9)
+            return unexpected(s);
+        s->limit = strtoll(s->q + s->tk.pos, NULL, 10);
+        next(s);
+    }
+    if (s->tk.t != T_EOF)
+        unexpected(s);
+}
+
+static void check_order_filter(struct soql *s, struct node *n)
+{
+    if (s->failed)
+        return;
+    if (n->kind != N_CMP) {
+        for (size_t i = 0; i < n->nk; i++)
+            check_order_filter(s, n->kids[i]);
+        return;
+    }
+    if (!order_field(s->q + n->fpos, n->flen, n->fbuf, sizeof n->fbuf))
+        return order_no_column(s, n->fpos, n->flen);
+    n->field = n->fbuf;
+    int is_date = strcmp(n->field, "EffectiveDate") == 0;
+    if (n->ltype == L_NULL)
+        return;
+    if (is_date && n->ltype != L_DATE)
+        fail(s, n->lpos, "INVALID_FIELD",
+             "value of filter criterion for field 'EffectiveDate' must be of type date and "
+             "should not be enclosed in quotes");
+    else if (!is_date && n->ltype == L_DATE && !strstr(n->field, "__c"))
+        fail(s, n->lpos, "INVALID_FIELD",
+             "value of filter criterion for field '%s' must be of type string and should be "
+             "enclosed in quotes",
+             n->field);
+}
+
+static void check_order(struct soql *s, struct oq *o)
+{
+    if (s->failed)
+        return;
+    for (size_t i = 0; i < o->n && !s->failed; i++) {
+        struct oitem *it = &o->it[i];
+        if (!order_field(s->q + it->pos, it->len, it->field, sizeof it->field))
+            return order_no_column(s, it->pos, it->len);
+        if (it->agg == A_SUM && !strstr(it->field, "__c") && strcmp(it->field, "TotalAmount")) {
+            fail(s, it->pos, "MALFORMED_QUERY", "field %s does not support aggregate operator SUM",
+                 it->field);
+            return;
+        }
+    }
+    for (size_t g = 0; g < o->ng && !s->failed; g++)
+        if (!order_field(s->q + o->gpos[g], o->glen[g], o->group[g], sizeof o->group[g]))
+            return order_no_column(s, o->gpos[g], o->glen[g]);
+    int aggregate = o->grouped;
+    for (size_t i = 0; i < o->n; i++)
+        aggregate |= o->it[i].agg != A_NONE;
+    for (size_t i = 0; i < o->n && !s->failed; i++) {
+        struct oitem *it = &o->it[i];
+        if (!aggregate && it->alias_len) {
+            /* an alias only exists in aggregate queries */
+            fail(s, it->alias_pos, "MALFORMED_QUERY", "unexpected token: '%.*s'",
+                 (int)it->alias_len, s->q + it->alias_pos);
+            return;
+        }
+        if (aggregate && it->agg == A_NONE) {
+            int ok = 0;
+            for (size_t g = 0; g < o->ng && !ok; g++)
+                ok = strcasecmp(o->group[g], it->field) == 0;
+            if (!ok)
+                fail(s, it->pos, "MALFORMED_QUERY", "Field must be grouped or aggregated: %s",
+                     it->field);
+        }
+    }
+    if (s->where)
+        check_order_filter(s, s->where);
+}
+
+static int order_eval(struct node *n, json_t *rec)
+{
+    if (n->kind == N_AND || n->kind == N_OR) {
+        for (size_t i = 0; i < n->nk; i++) {
+            int r = order_eval(n->kids[i], rec);
+            if (n->kind == N_AND && !r)
+                return 0;
+            if (n->kind == N_OR && r)
+                return 1;
+        }
+        return n->kind == N_AND;
+    }
+    json_t *v = rec_get(rec, n->field);
+    const char *sv = json_string_value(v);
+    double d;
+    int empty = !v || json_is_null(v) || (sv && !sv[0]);
+    if (n->ltype == L_NULL || (n->ltype == L_STR && !n->str[0]))
+        return empty;
+    if (n->ltype == L_STR && sv && strcmp(n->field, "Id") == 0)
+        return strncmp(sv, n->str, 15) == 0;
+    if (n->ltype == L_STR && sv)
+        return text_eq(sv, n->str);
+    if (n->ltype == L_DATE && sv) /* a date field holds "YYYY-MM-DD" */
+        return strncmp(sv, n->str, 10) == 0 && (sv[10] == '\0' || sv[10] == 'T');
+    if (n->ltype == L_NUM && num_of(v, &d))
+        return d == n->num;
+    if (n->ltype == L_BOOL && json_is_boolean(v))
+        return json_is_true(v) == n->b;
+    return 0;
+}
+
+/* A value as REST writes it: numbers as doubles (see "Records" above), the rest as stored. */
+static json_t *order_value(json_t *v)
+{
+    if (!v)
+        return json_null();
+    if (json_is_integer(v))
+        return json_real((double)json_integer_value(v));
+    return json_incref(v);
+}
+
+struct ogroup {
+    json_t *key; /* array of the grouped values */
+    long long *cnt;
+    long long *sum; /* in 1e-8 units: exact for the currency amounts the gateway writes */
+    int *has;
+};
+
+static json_t *aggregate_rows(struct oq *o, const char *q, json_t *matched, long long limit)
+{
+    struct ogroup *g = NULL;
+    size_t ng = 0, i;
+    json_t *rec, *rows = json_array();
+    json_array_foreach(matched, i, rec)
+    {
+        json_t *key = json_array();
+        for (size_t k = 0; k < o->ng; k++)
+            json_array_append_new(key, order_value(rec_get(rec, o->group[k])));
+        size_t gi = 0;
+        while (gi < ng && !json_equal(g[gi].key, key))
+            gi++;
+        if (gi == ng) {
+            struct ogroup *ng2 = realloc(g, (ng + 1) * sizeof *g);
+            if (!ng2) {
+                json_decref(key);
+                break;
+            }
+            g = ng2;
+            g[ng].key = key;
+            g[ng].cnt = calloc(o->n, sizeof *g[ng].cnt);
+            g[ng].sum = calloc(o->n, sizeof *g[ng].sum);
+            g[ng].has = calloc(o->n, sizeof *g[ng].has);
+            ng++;
+        } else {
+            json_decref(key);
+        }
+        for (size_t k = 0; k < o->n; k++) {
+            json_t *v = rec_get(rec, o->it[k].field);
+            double d;
+            if (!g[gi].cnt || !g[gi].sum || !g[gi].has || !v || json_is_null(v))
+                continue; /* COUNT(field) and SUM skip nulls */
+            g[gi].cnt[k]++;
+            if (o->it[k].agg == A_SUM && num_of(v, &d)) {
+                g[gi].sum[k] += (long long)(d * 1e8 + (d < 0 ? -0.5 : 0.5));
+                g[gi].has[k] = 1;
+            }
+        }
+    }
+    /* without GROUP BY an aggregate query answers one row, even over no records */
+    if (!o->grouped && ng == 0 && (g = calloc(1, sizeof *g)) != NULL) {
+        g[0].key = json_array();
+        g[0].cnt = calloc(o->n, sizeof *g[0].cnt);
+        g[0].sum = calloc(o->n, sizeof *g[0].sum);
+        g[0].has = calloc(o->n, sizeof *g[0].has);
+        ng = 1;
+    }
+    for (size_t gi = 0; gi < ng; gi++) {
+        if ((limit < 0 || (long long)gi < limit) && g[gi].cnt && g[gi].sum && g[gi].has) {
+            json_t *row = json_pack("{s:{s:s}}", "attributes", "type", "AggregateResult");
+            int expr = 0;
+            for (size_t k = 0; k < o->n; k++) {
+                struct oitem *it = &o->it[k];
+                char name[OQ_FIELD];
+                if (it->alias_len)
+                    snprintf(name, sizeof name, "%.*s", (int)it->alias_len, q + it->alias_pos);
+                else if (it->agg != A_NONE)
+                    snprintf(name, sizeof name, "expr%d", expr);
+                else
+                    snprintf(name, sizeof name, "%s", it->field);
+                if (it->agg != A_NONE)
+                    expr++; /* implied aliases number the aggregated items only */
+                json_t *val;
+                if (it->agg == A_COUNT)
+                    val = json_integer(g[gi].cnt[k]);
+                else if (it->agg == A_SUM)
+                    val = g[gi].has[k] ? json_real((double)g[gi].sum[k] / 1e8) : json_null();
+                else {
+                    size_t gk = 0;
+                    while (gk < o->ng && strcasecmp(o->group[gk], it->field) != 0)
+                        gk++;
+                    val = json_incref(json_array_get(g[gi].key, gk));
+                    if (!val)
+                        val = json_null();
+                }
+                json_object_set_new(row, name, val);
+            }
+            json_array_append_new(rows, row);
+        }
+        json_decref(g[gi].key);
+        free(g[gi].cnt);
+        free(g[gi].sum);
+        free(g[gi].has);
+    }
+    free(g);
+    return rows;
+}
+
+static void
+order_query(struct pg_sim *sim, const char *q, const char *ver, struct pg_sim_reply *out)
+{
+    struct soql s = {0};
+    struct oq *o = calloc(1, sizeof *o);
+    if (!o) {
+        pg_sim_sf_error(out, 500, "UNKNOWN_EXCEPTION", "out of memory");
+        return;
+    }
+    s.p = sim->priv;
+    s.q = q;
+    s.n = strlen(q);
+    s.order = 1;
+    parse_order(&s, o);
+    check_order(&s, o);
+    if (s.failed) {
+        reply_soql_error(&s, out);
+        goto out;
+    }
+    int aggregate = o->grouped;
+    for (size_t i = 0; i < o->n; i++)
+        aggregate |= o->it[i].agg != A_NONE;
+    json_t *matched = json_array(), *records;
+    size_t i;
+    json_t *r;
+    pthread_mutex_lock(&sim->mu);
+    json_array_foreach(json_object_get(sim->state, "orders"), i, r)
+    {
+        if (!s.where || order_eval(s.where, r))
+            json_array_append(matched, r);
+    }
+    if (aggregate) {
+        records = aggregate_rows(o, q, matched, s.limit);
+    } else {
+        records = json_array();
+        json_array_foreach(matched, i, r)
+        {
+            if (s.limit >= 0 && (long long)i >= s.limit)
+                break;
+            char url[96];
+            snprintf(url, sizeof url, "/services/data/%s/sobjects/Order/%s", ver,
+                     json_string_value(json_object_get(r, "Id")));
+            json_t *row = json_pack("{s:{s:s,s:s}}", "attributes", "type", "Order", "url", url);
+            for (size_t k = 0; k < o->n; k++)
+                json_object_set_new(row, o->it[k].field, order_value(rec_get(r, o->it[k].field)));
+            json_array_append_new(records, row);
+        }
+    }
+    pthread_mutex_unlock(&sim->mu);
+    json_decref(matched);
+    pg_sim_reply_json(out, 200,
+                      json_pack("{s:I,s:b,s:o}", "totalSize", (json_int_t)json_array_size(records),
+                                "done", 1, "records", records));
+out:
+    free(s.tk.str);
+    node_free(s.where);
+    free(s.msg);
+    free(o);
+}
+
+/* 1 when the query reads FROM Order (the first FROM outside parentheses). */
+static int from_order(const char *q)
+{
+    struct soql s = {0};
+    s.q = q;
+    s.n = strlen(q);
+    int depth = 0, r = 0;
+    for (next(&s); s.tk.t != T_EOF && !s.failed; next(&s)) {
+        if (s.tk.t == T_LP)
+            depth++;
+        else if (s.tk.t == T_RP)
+            depth--;
+        else if (depth == 0 && kw(&s, "FROM")) {
+            next(&s);
+            r = s.tk.t == T_IDENT && s.tk.len == 5 && strncasecmp(s.q + s.tk.pos, "Order", 5) == 0;
+            break;
+        }
+    }
+    free(s.tk.str);
+    free(s.msg);
+    return r;
+}
+
 static void
 query(struct pg_sim *sim, const struct pg_sim_req *req, const char *ver, struct pg_sim_reply *out)
 {
@@ -758,6 +1241,11 @@ query(struct pg_sim *sim, const struct pg_sim_req *req, const char *ver, struct 
     s.p = sim->priv;
     if (!q || !q[strspn(q, " \t\r\n")]) {
         pg_sim_sf_error(out, 400, "MALFORMED_QUERY", "A query string has to be specified");
+        free(q);
+        return;
+    }
+    if (from_order(q)) { /* Orders have their own grammar: aggregates, GROUP BY, dates */
+        order_query(sim, q, ver, out);
         free(q);
         return;
     }

@@ -23,22 +23,22 @@
 #define PG_KEY_STATS "pg:push:stats"     /* hash: deliveries by outcome (all processes) */
 
 /* MICROS → Salesforce (sync/checkq.h documents each). */
-#define PG_KEY_CHK "pg:chk:"                 /* + loc:gcid: hash with the check and its progress */
-#define PG_KEY_CHK_QUEUE "pg:chk:queue"      /* stream of "load this check" jobs */
-#define PG_KEY_CHK_GROUP "load"              /* its consumer group */
-#define PG_KEY_CHK_RETRY "pg:chk:retry"      /* sorted set: jobs waiting for their backoff */
-#define PG_KEY_CHK_DEAD "pg:chk:dead"        /* dead-letter stream of checks */
-#define PG_KEY_CHK_LINES "pg:chk:lines:"     /* + loc:gcid: line external id → Salesforce Id */
-#define PG_KEY_CHK_SYNCED "pg:chk:synced:"   /* + loc:busdt: gcid → what was synced */
-#define PG_KEY_CHK_CURSOR "pg:chk:cursor:"   /* + loc: the poller's changedSinceUTC */
-#define PG_KEY_CHK_REVIEW "pg:chk:review"    /* stream of ambiguous customer matches */
-#define PG_KEY_CHK_PAUSE "pg:chk:pause"      /* set while Salesforce's API allocation is spent */
-#define PG_KEY_CHK_RECON "pg:chk:recon:"     /* + loc:busdt: the last reconciliation report */
-#define PG_KEY_CHK_DIMS "pg:chk:dims:"       /* + loc: dimension names for the transform (JSON) */
-#define PG_KEY_CHK_LOCK "pg:chk:lock:"       /* + loc:gcid: the loader's lease on a check */
-#define PG_KEY_CHK_KNOWN "pg:chk:known"      /* hash: Product2/PricebookEntry posgate ensured */
-#define PG_KEY_CHK_MATCH "pg:chk:match:"     /* + kind:sha256(value): cached match (sync/match.h) */
-#define PG_KEY_CHK_REPULL "pg:chk:repull:"   /* + loc:busdt: re-pull request after a drift (recon) */
+#define PG_KEY_CHK "pg:chk:"               /* + loc:gcid: hash with the check and its progress */
+#define PG_KEY_CHK_QUEUE "pg:chk:queue"    /* stream of "load this check" jobs */
+#define PG_KEY_CHK_GROUP "load"            /* its consumer group */
+#define PG_KEY_CHK_RETRY "pg:chk:retry"    /* sorted set: jobs waiting for their backoff */
+#define PG_KEY_CHK_DEAD "pg:chk:dead"      /* dead-letter stream of checks */
+#define PG_KEY_CHK_LINES "pg:chk:lines:"   /* + loc:gcid: line external id → Salesforce Id */
+#define PG_KEY_CHK_SYNCED "pg:chk:synced:" /* + loc:busdt: gcid → what was synced */
+#define PG_KEY_CHK_CURSOR "pg:chk:cursor:" /* + loc: the poller's changedSinceUTC */
+#define PG_KEY_CHK_REVIEW "pg:chk:review"  /* stream of ambiguous customer matches */
+#define PG_KEY_CHK_PAUSE "pg:chk:pause"    /* set while Salesforce's API allocation is spent */
+#define PG_KEY_CHK_RECON "pg:chk:recon:"   /* + loc:busdt: the last reconciliation report */
+#define PG_KEY_CHK_DIMS "pg:chk:dims:"     /* + loc: dimension names for the transform (JSON) */
+#define PG_KEY_CHK_LOCK "pg:chk:lock:"     /* + loc:gcid: the loader's lease on a check */
+#define PG_KEY_CHK_KNOWN "pg:chk:known"    /* hash: Product2/PricebookEntry posgate ensured */
+#define PG_KEY_CHK_MATCH "pg:chk:match:"   /* + kind:sha256(value): a cached customer match */
+#define PG_KEY_CHK_REPULL "pg:chk:repull:" /* + loc:busdt: re-pull asked by reconciliation */
 
 /* Audit streams keep the newest entries per customer. */
 #define PG_AUDIT_MAXLEN 1000

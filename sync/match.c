@@ -27,7 +27,7 @@ struct strlist {
     size_t n;
 };
 
-struct pg_match {
+struct pg_matcher {
     int enabled;
     struct strlist ext_names, info_prefixes, loyalty_paths, email_paths, phone_paths;
     char object[129], field[PG_MATCH_KINDS][129], account_field[129];
@@ -169,7 +169,7 @@ sf_query(void *ud, const char *soql, int64_t deadline_ms, json_t **records, char
     return rc;
 }
 
-static int load(struct pg_match *m, const json_t *cfg, char *why, size_t whysz)
+static int load(struct pg_matcher *m, const json_t *cfg, char *why, size_t whysz)
 {
     static const char *const known[] = {"enabled",         "loyalty",     "email_paths",
                                         "phone_paths",     "object",      "loyalty_field",
@@ -266,12 +266,12 @@ static int load(struct pg_match *m, const json_t *cfg, char *why, size_t whysz)
 }
 
 int pg_match_new(
-    const json_t *cfg, struct pg_sf_rest *rest, struct pg_match **out, char *why, size_t whysz)
+    const json_t *cfg, struct pg_sf_rest *rest, struct pg_matcher **out, char *why, size_t whysz)
 {
     *out = NULL;
     if (whysz)
         why[0] = '\0';
-    struct pg_match *m = calloc(1, sizeof *m);
+    struct pg_matcher *m = calloc(1, sizeof *m);
     if (!m)
         return PG_ENOMEM;
     snprintf(m->object, sizeof m->object, "Contact");
@@ -296,7 +296,7 @@ int pg_match_new(
     return PG_OK;
 }
 
-void pg_match_free(struct pg_match *m)
+void pg_match_free(struct pg_matcher *m)
 {
     if (!m)
         return;
@@ -308,12 +308,12 @@ void pg_match_free(struct pg_match *m)
     free(m);
 }
 
-int pg_match_enabled(const struct pg_match *m)
+int pg_match_enabled(const struct pg_matcher *m)
 {
     return m && m->enabled;
 }
 
-void pg_match_set_query(struct pg_match *m, pg_match_query_fn fn, void *ud)
+void pg_match_set_query(struct pg_matcher *m, pg_match_query_fn fn, void *ud)
 {
     m->query = fn;
     m->query_ud = ud;
@@ -358,7 +358,7 @@ static int trimmed(const char *s, char *out, size_t outsz)
     return 1;
 }
 
-static int loyalty_id(const struct pg_match *m, const json_t *check, char *out, size_t outsz)
+static int loyalty_id(const struct pg_matcher *m, const json_t *check, char *out, size_t outsz)
 {
     size_t cap = outsz < PG_MATCH_LOYALTY_MAX + 1 ? outsz : PG_MATCH_LOYALTY_MAX + 1;
     size_t i;
@@ -397,7 +397,7 @@ static int loyalty_id(const struct pg_match *m, const json_t *check, char *out, 
     return 0;
 }
 
-void pg_match_extract(const struct pg_match *m, const json_t *check, struct pg_match_ids *ids)
+void pg_match_extract(const struct pg_matcher *m, const json_t *check, struct pg_match_ids *ids)
 {
     memset(ids, 0, sizeof *ids);
     if (!json_is_object(check))
@@ -484,7 +484,7 @@ static int is_sf_id(const char *s)
     return 1;
 }
 
-int pg_match_decide(struct pg_match *m,
+int pg_match_decide(struct pg_matcher *m,
                     const struct pg_match_ids *ids,
                     int use_cache,
                     int64_t deadline_ms,
@@ -626,7 +626,7 @@ int pg_match_check(void *ud,
                    char *why,
                    size_t whysz)
 {
-    struct pg_match *m = ud;
+    struct pg_matcher *m = ud;
     if (sz)
         account_id[0] = '\0';
     if (whysz)

@@ -64,7 +64,7 @@
 #include "sync/normalize.h"
 
 struct pg_sf_rest;
-struct pg_match; /* opaque */
+struct pg_matcher; /* opaque */
 
 /* Longest loyalty id accepted (longer values are not identifiers: skipped). */
 #define PG_MATCH_LOYALTY_MAX 128
@@ -96,20 +96,20 @@ typedef int (*pg_match_query_fn)(
  */
 int pg_match_new(const json_t *cfg,
                  struct pg_sf_rest *rest,
-                 struct pg_match **out,
+                 struct pg_matcher **out,
                  char *why,
                  size_t whysz) PG_WARN_UNUSED;
 
-void pg_match_free(struct pg_match *m);
+void pg_match_free(struct pg_matcher *m);
 
 /** 1 when matching is configured and enabled. */
-int pg_match_enabled(const struct pg_match *m);
+int pg_match_enabled(const struct pg_matcher *m);
 
 /** Replace the Salesforce query (tests). */
-void pg_match_set_query(struct pg_match *m, pg_match_query_fn fn, void *ud);
+void pg_match_set_query(struct pg_matcher *m, pg_match_query_fn fn, void *ud);
 
 /** Find and normalise the identifiers of a check (pure: no I/O). */
-void pg_match_extract(const struct pg_match *m, const json_t *check, struct pg_match_ids *ids);
+void pg_match_extract(const struct pg_matcher *m, const json_t *check, struct pg_match_ids *ids);
 
 /** The outcome of pg_match_decide. */
 struct pg_match_result {
@@ -127,7 +127,7 @@ struct pg_match_result {
  * only when use_cache). PG_OK with *res filled (neither found nor ambiguous: no match), or the
  * query's error.
  */
-int pg_match_decide(struct pg_match *m,
+int pg_match_decide(struct pg_matcher *m,
                     const struct pg_match_ids *ids,
                     int use_cache,
                     int64_t deadline_ms,
@@ -136,7 +136,7 @@ int pg_match_decide(struct pg_match *m,
                     size_t whysz) PG_WARN_UNUSED;
 
 /**
- * The loader hook (struct pg_loader_hooks.match; ud = struct pg_match *): extract, decide (with
+ * The loader hook (struct pg_loader_hooks.match; ud = struct pg_matcher *): extract, decide (with
  * the cache), report an ambiguity to pg:chk:review. PG_OK with account_id ("" = keep the walk-in
  * AccountId) or the Salesforce error. Matching off: PG_OK with "". why gets a short reason
  * ("loyalty", "email", "phone", "no match", "ambiguous email", "off").

@@ -493,6 +493,8 @@ static int add_flag(struct xf *x, json_t *flag)
     return push(x->flags, flag);
 }
 
+static struct line *nearest_item(struct xf *x, size_t i, const char *mi, enum role role);
+
 static int parse_lines(struct xf *x)
 {
     const json_t *arr = json_object_get(x->check, "detailLines");
@@ -570,6 +572,17 @@ static int parse_lines(struct xf *x)
                         what);
         if (l->kind == K_MENU)
             l->role = (l->vd || l->ec || l->rt) ? R_ADJ : R_SALE;
+        /* An errorCorrect line carrying the amount it takes back names the menu item in
+         * objectNum: it is that item's adjustment, like a void, so the product's quantity and
+         * amount net out in Salesforce as in MICROS' own sum (an order-level amount would leave
+         * the item's TotalPrice overstated). One naming no sale item on the check before it, or
+         * without a line id, stays order-level (totals.other). */
+        if (l->kind == K_ERRCOR && l->id[0] &&
+            id_text(json_object_get(l->sub, "objectNum"), l->mi, sizeof l->mi) == PG_OK &&
+            nearest_item(x, i, l->mi, R_SALE)) {
+            l->role = R_ADJ;
+            l->ec = 1;
+        }
         /* inclusive (VAT) tax already inside a line's amount */
         if (l->kind != K_TENDER)
             x->tax_incl_micro += micro_lenient(json_object_get(l->sub, "inclTax"));
@@ -857,7 +870,8 @@ static int run(struct xf *x, json_t **out)
             break;
         case K_ERRCOR:
         case K_OTHER:
-            x->other += l->ttl;
+            if (l->role != R_ADJ) /* else counted with the adjustments above */
+                x->other += l->ttl;
             break;
         }
     }

@@ -595,6 +595,14 @@ static void responses_validate_against_document(void **state)
     EXPECT(400, admin_call("GET", au, "/v1/admin/audit?salesforce_id=a&count=0"));
     EXPECT(404, admin_call("GET", au, "/v1/admin/audit?loyalty_id=LY-NOBODY"));
     EXPECT(404, admin_call("GET", au, "/v1/admin/audit?salesforce_id=0035g00000NOBODY"));
+    /* reconciliation: this gateway has no BI or Salesforce REST settings, so a valid request is
+     * 503 (tests/integration/test_recon.c covers the report itself) */
+    const char *rc = "/v1/reconciliation";
+    EXPECT(503, admin_call("GET", rc, "/v1/reconciliation?location=1234&business_date=2026-11-20"));
+    EXPECT(400, admin_call("GET", rc, "/v1/reconciliation?location=1234&business_date=20261120"));
+    EXPECT(400, admin_call("GET", rc, "/v1/reconciliation?business_date=2026-11-20"));
+    EXPECT(401, call("GET", rc, "/v1/reconciliation?location=1234&business_date=2026-11-20", NULL,
+                     NULL, 0, NULL));
 
     /* ---- POS lookups (no Salesforce REST client configured: a miss is 503) */
     const char *lm = "/v1/loyalty/members", *lg = "/v1/loyalty/members/{salesforce_id}";

@@ -25,10 +25,10 @@ static json_t *J(const char *text)
     return j;
 }
 
-static struct pg_match *matcher(const char *cfg)
+static struct pg_matcher *matcher(const char *cfg)
 {
     json_t *c = cfg ? J(cfg) : NULL;
-    struct pg_match *m = NULL;
+    struct pg_matcher *m = NULL;
     char why[256];
     int rc = pg_match_new(c, NULL, &m, why, sizeof why);
     json_decref(c);
@@ -76,7 +76,7 @@ static int fake_query(
 static void test_extract_sources(void **state)
 {
     (void)state;
-    struct pg_match *m = matcher("{}");
+    struct pg_matcher *m = matcher("{}");
     struct pg_match_ids ids;
     /* extension with the configured dataName wins over an information line */
     json_t *c = J("{\"guestCheckId\":1,\"extensions\":[{\"dataName\":\"other\",\"data\":\"X\"},"
@@ -118,7 +118,7 @@ static void test_extract_sources(void **state)
 static void test_extract_configured(void **state)
 {
     (void)state;
-    struct pg_match *m = matcher(
+    struct pg_matcher *m = matcher(
         "{\"loyalty\":{\"extension_names\":[\"loyaltyNo\"],\"info_line_prefixes\":[\"MBR#\"],"
         "\"paths\":[]},\"email_paths\":[\"guest.mail\"],\"phone_paths\":[\"guest.tel\"],"
         "\"default_country\":\"GB\"}");
@@ -135,7 +135,7 @@ static void test_extract_configured(void **state)
 }
 
 static int
-decide(struct pg_match *m, struct fake *f, const char *check, struct pg_match_result *res)
+decide(struct pg_matcher *m, struct fake *f, const char *check, struct pg_match_result *res)
 {
     json_t *c = J(check);
     struct pg_match_ids ids;
@@ -149,7 +149,7 @@ decide(struct pg_match *m, struct fake *f, const char *check, struct pg_match_re
 static void test_rule_order(void **state)
 {
     (void)state;
-    struct pg_match *m = matcher("{}");
+    struct pg_matcher *m = matcher("{}");
     struct pg_match_result res;
     struct fake f = {0};
     /* loyalty id found: one query, email and phone never asked */
@@ -212,7 +212,7 @@ static void test_rule_order(void **state)
 static void test_ambiguous_stops(void **state)
 {
     (void)state;
-    struct pg_match *m = matcher("{}");
+    struct pg_matcher *m = matcher("{}");
     struct pg_match_result res;
     struct fake f = {0};
     /* two records for the e-mail: ambiguous, and the phone (which would match) is not tried */
@@ -232,7 +232,7 @@ static void test_ambiguous_stops(void **state)
 static void test_errors_and_injection(void **state)
 {
     (void)state;
-    struct pg_match *m = matcher("{}");
+    struct pg_matcher *m = matcher("{}");
     struct pg_match_result res;
     struct fake f = {.fail_rc = PG_EUNAVAIL};
     assert_int_equal(decide(m, &f, "{\"informationLines\":[\"LOYALTY LY-1\"]}", &res), PG_EUNAVAIL);
@@ -249,7 +249,7 @@ static void test_off(void **state)
 {
     (void)state;
     char acct[32], why[64];
-    struct pg_match *m = matcher(NULL);
+    struct pg_matcher *m = matcher(NULL);
     assert_false(pg_match_enabled(m));
     json_t *c = J("{\"informationLines\":[\"LOYALTY LY-1\"]}");
     assert_int_equal(pg_match_check(m, c, "1234", 0, acct, sizeof acct, why, sizeof why), PG_OK);
@@ -265,7 +265,7 @@ static void test_off(void **state)
 static void bad(const char *cfg, const char *needle)
 {
     json_t *c = J(cfg);
-    struct pg_match *m = NULL;
+    struct pg_matcher *m = NULL;
     char why[256] = "";
     assert_int_equal(pg_match_new(c, NULL, &m, why, sizeof why), PG_ECONFIG);
     assert_null(m);

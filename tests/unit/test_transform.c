@@ -317,6 +317,26 @@ static void error_correction(void **state)
     json_decref(out);
 }
 
+/* The generator's (and some sites') shape: an errorCorrect line carries the amount taken back and
+ * names the menu item in objectNum. It is that item's adjustment, so the product nets out in
+ * Salesforce; without the rule it was an order-level amount and the item's TotalPrice stayed
+ * overstated by 8.00. */
+static void error_correct_line_is_an_adjustment(void **state)
+{
+    (void)state;
+    json_t *out = xf("error_correct_line");
+    assert_null(flag(out, "TOTAL_MISMATCH"));
+    assert_int_equal(count(out, "items"), 2);
+    const json_t *ai = json_array_get(adj_items(out), 0);
+    assert_non_null(ai);
+    assert_string_equal(str(ai, "POS_Adjustment_Type__c"), "error_correction");
+    assert_string_equal(str(ai, "POS_Line_Id__c"), "ACME-1234-7600003");
+    assert_string_equal(str(json_object_get(ai, "Product2"), "POS_Item_Number__c"), "1004");
+    assert_int_equal(total(out, "adjustments"), -800);
+    assert_int_equal(total(out, "other"), 0);
+    json_decref(out);
+}
+
 static void moved_lines(void **state)
 {
     /* the original keeps the aggregation of the moved line (doNotShowFlag) */
@@ -528,6 +548,7 @@ int main(void)
         cmocka_unit_test(return_line),
         cmocka_unit_test(return_to_standard_payment),
         cmocka_unit_test(error_correction),
+        cmocka_unit_test(error_correct_line_is_an_adjustment),
         cmocka_unit_test(moved_lines),
         cmocka_unit_test(cancelled_check),
         cmocka_unit_test(reopened_check),
