@@ -105,7 +105,10 @@
  *   - Voids (vdFlag), error corrections (errCorFlag) and returns (returnFlag, on the line or its
  *     menuItem) of menu items are not sales: they become adjustment items (their own signed
  *     quantity and amount). The voided original stays an item, so the sale and its offset net
- *     out exactly as in MICROS' own sum. errorCorrect and other lines count in totals.other.
+ *     out exactly as in MICROS' own sum. An errorCorrect line that carries an amount and
+ *     names, in objectNum, a menu item sold earlier on the check is that item's error
+ *     correction (an adjustment item of that product); other errorCorrect lines and other
+ *     lines count in totals.other.
  *   - Every line's aggTtl lands in exactly one bucket, so no amount is dropped.
  *
  * AMOUNTS
