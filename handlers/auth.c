@@ -173,6 +173,7 @@ int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz)
 
 void pg_hnd_shutdown(void)
 {
+    pg_hnd_recon_shutdown();
     pg_rate_stop(); /* lookups' rate-limit flusher: before Redis is shut down */
     pg_sf_rest_free(pg_hnd.sf_rest);
     pg_sf_oauth_free(pg_hnd.sf_oauth);
@@ -243,10 +244,19 @@ static int authorize_sf_jwt(struct pg_req *req)
 static int authorize_partner(struct pg_req *req, const char *scope);
 static int has_bearer(struct pg_req *req);
 
+/* The scope a partner token needs on an operator route: the reconciliation report is readable
+ * with reconciliation:read alone, everything else needs admin. */
+static const char *admin_scope(const struct pg_req *req)
+{
+    const struct pg_route *rt = pg_req_route(req);
+    return rt && rt->name && strcmp(rt->name, "reconciliation") == 0 ? "reconciliation:read"
+                                                                     : "admin";
+}
+
 static int authorize_admin(struct pg_req *req)
 {
     if (has_bearer(req))
-        return authorize_partner(req, "admin");
+        return authorize_partner(req, admin_scope(req));
     char **hashes = pg_hnd.app->cfg->admin_key_hashes;
     if (!hashes || !hashes[0])
         return pg_req_problem(req, 403, "no admin API keys are configured", NULL);

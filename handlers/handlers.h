@@ -85,6 +85,10 @@ void pg_hnd_idem_finish(struct pg_req *req, const char *slot);
 int pg_hnd_micros_guest_checks(struct pg_req *req);
 int pg_hnd_checks_poll_now(struct pg_req *req);
 
+/* recon.c: GET /v1/reconciliation (sync/recon.h); shutdown frees its reconciler */
+int pg_hnd_reconciliation(struct pg_req *req);
+void pg_hnd_recon_shutdown(void);
+
 /* admin.c */
 int pg_hnd_dead_letters_list(struct pg_req *req);
 int pg_hnd_dead_letter_replay(struct pg_req *req);

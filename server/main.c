@@ -28,6 +28,9 @@
 #include "sync/poll.h"
 #include "sync/push.h"
 #include "sync/loader.h"
+#include "sync/recon.h"
+#include "sync/match.h"
+#include "server/metrics.h"
 
 #include <libxml/parser.h>
 
@@ -71,6 +74,8 @@ static int run(const struct pg_config *cfg, const char *ready_file)
     struct pg_push *push = NULL;
     struct pg_poll *poll = NULL;
     struct pg_loader *loader = NULL;
+    struct pg_recon_job *recon = NULL;
+    struct pg_matcher *matcher = NULL;
 
     /* Signals are taken by sigwait in this thread only; every thread started below inherits
      * the mask. SIGPIPE is ignored: a client that hangs up must not kill the process. */
@@ -127,10 +132,33 @@ static int run(const struct pg_config *cfg, const char *ready_file)
             goto out;
         }
     }
+    /* reconciliation: the endpoint's and the daily job's metrics, customer matching's counters */
+    if (pg_metrics_register(pg_recon_metrics) != PG_OK ||
+        pg_metrics_register(pg_match_metrics) != PG_OK)
+        pg_log(PG_LOG_WARN, NULL, "startup", "reconciliation/matching metrics not registered");
+    if (cfg->recon_enabled) {
+        rc = pg_recon_start(cfg, &recon);
+        if (rc) {
+            pg_log(PG_LOG_ERROR, NULL, "startup", "the reconciliation job failed to start: %s",
+                   pg_strerror(rc));
+            goto out;
+        }
+    }
     pg_loader_metrics_init();
+    /* customer matching (sync/match.h), queried through the lookups' Salesforce client */
+    rc = pg_match_new(cfg->checks_matching, pg_hnd.sf_rest, &matcher, err, sizeof err);
+    if (rc == PG_OK && pg_match_enabled(matcher) && !pg_hnd.sf_rest) {
+        snprintf(err, sizeof err, "config: checks.matching needs salesforce.rest");
+        rc = PG_ECONFIG;
+    }
+    if (rc) {
+        pg_log(PG_LOG_ERROR, NULL, "startup", "%s", err);
+        goto out;
+    }
     if (cfg->load_enabled) {
-        /* customer matching (sync/match.h) plugs in through the hooks; none: walk-in account */
-        rc = pg_loader_start(cfg, NULL, &loader);
+        /* matching plugs in through the hooks; off: every order keeps the walk-in account */
+        struct pg_loader_hooks hooks = {.ud = matcher, .match = pg_match_check};
+        rc = pg_loader_start(cfg, &hooks, &loader);
         if (rc) {
             pg_log(PG_LOG_ERROR, NULL, "startup", "the check loader failed to start: %s",
                    pg_strerror(rc));
@@ -186,6 +214,8 @@ out:
     pg_push_stop(push);
     pg_poll_stop(poll);
     pg_loader_stop(loader);
+    pg_match_free(matcher); /* after the loader: its workers call it */
+    pg_recon_stop(recon);
     pg_hnd_shutdown();
     pg_redis_shutdown();
     if (!rc)
@@ -252,7 +282,15 @@ int main(int argc, char **argv)
             pg_config_free(cfg);
             return 2;
         }
+        struct pg_matcher *mt = NULL;
+        int mrc = pg_match_new(cfg->checks_matching, NULL, &mt, err, sizeof err);
+        pg_match_free(mt);
         pg_hnd_shutdown();
+        if (mrc != PG_OK) {
+            fprintf(stderr, "posgate: %s\n", err);
+            pg_config_free(cfg);
+            return 2;
+        }
         printf("posgate: %s: configuration OK\n", config);
         pg_config_free(cfg);
         return 0;
