@@ -588,6 +588,22 @@ static json_t *check_json(const struct day_ctx *dc, struct chk *c, int k, long l
     json_object_set_new(o, "reopnToChk", json_null());
     json_object_set_new(o, "xferStatus", json_null());
     json_object_set_new(o, "xferToChkNum", json_null());
+    /* A loyalty member on about a quarter of the closed checks, stamped as the extensibility
+     * data an Extension Application writes (micros-wire.md §2: dataName "memberId"). Drawn from
+     * a hash of (locRef, guestCheckId), not the day's generator, so adding it changed no other
+     * value. The ids are the Salesforce simulator's seeded members: LY-000123..125 (hand-written)
+     * and LY-001003..LY-001049 (the shipped seed's 47 generated Contacts). */
+    uint64_t lh = g ^ 0xA5A5A5A55A5A5A5AULL;
+    lh = mix(&lh);
+    if (c->closed && !c->cancel && lh % 4 == 0) {
+        char member[16];
+        unsigned pick = (unsigned)((lh >> 8) % 50);
+        snprintf(member, sizeof member, "LY-%06u", pick < 3 ? 123 + pick : 1003 + (pick - 3));
+        json_object_set_new(o, "extensions",
+                            json_pack("[{s:s,s:s,s:s,s:s,s:s}]", "displayName", "Loyalty ID",
+                                      "appName", "posgate", "dataName", "memberId", "dataType",
+                                      "string", "data", member));
+    }
     json_t *taxes = json_array();
     if (c->base1 || c->tax1)
         json_array_append_new(taxes, json_pack("{s:i,s:o,s:o,s:o,s:i}", "taxNum", 1, "txblSlsTtl",

@@ -35,6 +35,7 @@
 static struct pg_t_redis R;
 static struct pg_t_proc sim, gw;
 static json_t *closed; /* the day's closed checks: [{gcid, total (minor), rvc}] */
+static int members;    /* closed checks the generator stamped with a loyalty member id */
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -258,6 +259,11 @@ static int setup(void **state)
         const json_t *t = json_object_get(c, "chkTtl");
         if (t && !json_is_null(t) && pg_money_parse(t, 2, &minor) != PG_OK)
             return -1;
+        const json_t *ext = json_array_get(json_object_get(c, "extensions"), 0);
+        const char *mid = json_string_value(json_object_get(ext, "data"));
+        if (mid && strncmp(mid, "LY-", 3) == 0 &&
+            strcmp(json_string_value(json_object_get(ext, "dataName")), "memberId") == 0)
+            members++;
         char g2[32];
         snprintf(g2, sizeof g2, "%lld",
                  (long long)json_integer_value(json_object_get(c, "guestCheckId")));
@@ -305,6 +311,8 @@ static void match_to_the_cent(void **state)
         assert_int_equal(json_integer_value(json_object_get(v, "total_minor")), sum);
     }
     assert_true(json_array_size(json_object_get(rep, "revenue_centers")) >= 1);
+    /* the generator stamps a share of the checks with a seeded member's loyalty id */
+    assert_true(members > 0 && (size_t)members < json_array_size(closed));
     assert_int_equal(json_integer_value(diff(rep, "open_in_salesforce")), 1);
     assert_int_equal(json_integer_value(diff(rep, "open_synced")), 1);
     assert_false(json_is_true(json_object_get(json_object_get(rep, "repull"), "requested")));
