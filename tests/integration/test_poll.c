@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
@@ -380,6 +381,88 @@ static void poll_now_needs_a_polled_location(void **state)
     json_decref(http_json("POST", u, NULL, "", 401));
 }
 
+static void *poll_now_thread(void *arg)
+{
+    return poll_now(arg);
+}
+
+/*
+ * The saved cursor is the EARLIEST curUTC of a cycle. A cycle asks DAY3, then DAY2, then DAY1 (each
+ * held 1.5 s by a latency fault); a check of DAY3 uploaded while DAY2 is being asked is in no reply
+ * of that cycle, and is older than DAY1's curUTC. The next cycle must still catch it, which it
+ * does only if the cursor is DAY3's curUTC (the earliest), not DAY1's (the latest).
+ * A gateway of its own (1234 only, no scheduled cycles after the first) on Redis db 1, so no other
+ * poll consumes the faults.
+ */
+static void a_change_during_a_cycle_is_caught_by_the_next(void **state)
+{
+    assert_int_equal(pg_t_proc_stop(&gw), 0);
+    pg_t_proc_destroy(&gw);
+    static char g[4096];
+    snprintf(g, sizeof g,
+             "{\"listen\":{\"port\":0},\"log\":{\"level\":\"info\"},"
+             "\"redis\":{\"url\":\"redis://127.0.0.1:%d/1\",\"command_timeout_ms\":2000},"
+             "\"checks\":{\"bi\":{\"base_url\":\"%s\",\"org\":\"ACME\","
+             "\"client_id\":\"UE9TR0FURS5URVNULk9OTFkuY2xpZW50\",\"username\":\"posgate-api\","
+             "\"password\":\"posgate-bi-demo\",\"timeout_ms\":10000},"
+             "\"poll\":{\"enabled\":true,\"interval_s\":3600,\"locations\":[\"1234\"]}},"
+             "\"admin\":{\"api_key_hashes\":[\"" ADMIN_HASH "\"]}}",
+             R.port, sim.micros_url);
+    assert_int_equal(pg_t_gateway_start(&gw, g), 0);
+    int64_t end = pg_now_ms() + 20000; /* the startup cycle: a cursor in db 1 */
+    while (metric("posgate_checks_polls_total{location=\"1234\",outcome=\"ok\"}") < 1 &&
+           pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_true(metric("posgate_checks_polls_total{location=\"1234\",outcome=\"ok\"}") >= 1);
+
+    json_decref(
+        sim_post("/_sim/faults",
+                 "{\"latency_ms\":1500,\"count\":3,\"path\":\"/bi/v1/ACME/getGuestChecks\"}", 201));
+    static char loc1234[] = "1234";
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, poll_now_thread, loc1234), 0);
+    /* DAY3 answered and DAY2 being asked: two of the three fault uses taken */
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/faults", sim.micros_url);
+    long long remaining = -1;
+    end = pg_now_ms() + 10000;
+    while (remaining != 1 && pg_now_ms() < end) {
+        json_t *f = http_json("GET", u, NULL, NULL, 200);
+        remaining = json_integer_value(json_object_get(json_array_get(f, 0), "remaining"));
+        json_decref(f);
+        if (remaining != 1)
+            pg_sleep_ms(20);
+    }
+    assert_int_equal(remaining, 1);
+    json_t *rel = sim_post("/_sim/bi/late-upload",
+                           "{\"locRef\":\"1234\",\"busDt\":\"" DAY3 "\",\"count\":1}", 200);
+    long long gcid = json_integer_value(json_array_get(json_object_get(rel, "released"), 0));
+    json_decref(rel);
+    assert_true(gcid > 0);
+    void *ret = NULL;
+    pthread_join(t, &ret);
+    json_t *rep = ret;
+    assert_string_equal(json_string_value(json_object_get(rep, "outcome")), "ok");
+    /* the next cycle catches the check uploaded during the last one */
+    json_t *rep2 = poll_now("1234");
+    assert_string_equal(json_string_value(json_object_get(rep2, "outcome")), "ok");
+    json_decref(rep2);
+    redisReply *r = NULL;
+    assert_int_equal(pg_redis_command(&r, "SELECT 1"), PG_OK);
+    freeReplyObject(r);
+    int held1 = exists("1234", gcid);
+    assert_int_equal(pg_redis_command(&r, "SELECT 0"), PG_OK);
+    freeReplyObject(r);
+    assert_true(held1);
+    /* because the cursor saved was the first (earliest) reply's curUTC */
+    json_t *dates = json_object_get(rep, "dates");
+    const char *first = json_string_value(json_object_get(json_array_get(dates, 0), "curUTC"));
+    const char *last = json_string_value(json_object_get(json_array_get(dates, 2), "curUTC"));
+    assert_true(strcmp(first, last) < 0); /* the calls were seconds apart */
+    assert_string_equal(json_string_value(json_object_get(rep, "cursor")), first);
+    json_decref(rep);
+}
+
 /* --check-config refuses a poller it could not start, naming what is missing. */
 static void check_config_names_what_the_poller_needs(void **state)
 {
@@ -412,6 +495,7 @@ int main(void)
         cmocka_unit_test(a_repull_request_fetches_the_whole_date),
         cmocka_unit_test(poll_now_needs_a_polled_location),
         cmocka_unit_test(check_config_names_what_the_poller_needs),
+        cmocka_unit_test(a_change_during_a_cycle_is_caught_by_the_next), /* replaces the gateway */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
