@@ -6,6 +6,9 @@
  *     cond := field = literal | ( cond ... )        literal := 'string' | number | null | true |
  * false
  *
+ * and, FROM Order, the reconciliation grammar over the collections store (COUNT/SUM with aliases,
+ * GROUP BY, date literals; sim/README.md "SOQL over Orders").
+ *
  * Every request needs a live bearer token (401 INVALID_SESSION_ID), then counts one API call
  * (Sforce-Limit-Info; 403 REQUEST_LIMIT_EXCEEDED past the limit). sim/README.md documents the
  * error for each case and where its wording comes from.
