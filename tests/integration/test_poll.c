@@ -463,6 +463,37 @@ static void a_change_during_a_cycle_is_caught_by_the_next(void **state)
     json_decref(rep);
 }
 
+/* A refused sign-in (wrong password) is its own outcome, logged as such, and retried with backoff.
+ */
+static void a_refused_sign_in_is_logged_clearly(void **state)
+{
+    assert_int_equal(pg_t_proc_stop(&gw), 0);
+    pg_t_proc_destroy(&gw);
+    static char g[4096];
+    snprintf(g, sizeof g,
+             "{\"listen\":{\"port\":0},\"log\":{\"level\":\"info\"},"
+             "\"redis\":{\"url\":\"redis://127.0.0.1:%d/2\",\"command_timeout_ms\":2000},"
+             "\"checks\":{\"bi\":{\"base_url\":\"%s\",\"org\":\"ACME\","
+             "\"client_id\":\"UE9TR0FURS5URVNULk9OTFkuY2xpZW50\",\"username\":\"posgate-api\","
+             "\"password\":\"not-the-password\",\"timeout_ms\":5000},"
+             "\"poll\":{\"enabled\":true,\"interval_s\":1,\"backoff_max_s\":1,"
+             "\"locations\":[\"1234\"]}},"
+             "\"admin\":{\"api_key_hashes\":[\"" ADMIN_HASH "\"]}}",
+             R.port, sim.micros_url);
+    assert_int_equal(pg_t_gateway_start(&gw, g), 0);
+    const char *m = "posgate_checks_polls_total{location=\"1234\",outcome=\"auth_failed\"}";
+    int64_t end = pg_now_ms() + 20000;
+    while (metric(m) < 2 && pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_true(metric(m) >= 2); /* tried again */
+    assert_true(metric("posgate_checks_polls_total{location=\"1234\",outcome=\"ok\"}") == 0);
+    char *log = pg_t_proc_log(&gw);
+    assert_non_null(strstr(log, "\"event\":\"poll.auth_failed\""));
+    assert_non_null(strstr(log, "checks.bi.client_id, username, password and org"));
+    assert_null(strstr(log, "not-the-password")); /* the secret never reaches the log */
+    free(log);
+}
+
 /* --check-config refuses a poller it could not start, naming what is missing. */
 static void check_config_names_what_the_poller_needs(void **state)
 {
@@ -496,6 +527,7 @@ int main(void)
         cmocka_unit_test(poll_now_needs_a_polled_location),
         cmocka_unit_test(check_config_names_what_the_poller_needs),
         cmocka_unit_test(a_change_during_a_cycle_is_caught_by_the_next), /* replaces the gateway */
+        cmocka_unit_test(a_refused_sign_in_is_logged_clearly),           /* replaces it again */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
