@@ -243,6 +243,27 @@ static void stations_only_for_their_location(void **state)
     assert_true(held("1235", 7));
 }
 
+/* A station key kept in Redis (pg:apikey:<sha256>) is bound to its location the same way. */
+static void redis_station_keys_too(void **state)
+{
+    char h[72], cmd[300];
+    sha256_hex("redis-station-key-0123456789", h);
+    snprintf(cmd, sizeof cmd,
+             "SET " PG_KEY_APIKEY "%s {\"id\":\"till-r\",\"location\":\"1235\","
+             "\"stores\":[\"1235\"]}",
+             h);
+    assert_int_equal(pg_t_redis_cmd(&R, cmd), 0);
+    const char *key = "X-Api-Key: redis-station-key-0123456789";
+    struct reply r = post("?location=1234", key, NULL, CHECK(9, "2026-11-20T12:00:00"));
+    assert_int_equal(r.status, 403);
+    json_decref(r.body);
+    r = post("?location=1235", key, NULL, CHECK(9, "2026-11-20T12:00:00"));
+    assert_int_equal(r.status, 202);
+    json_decref(r.body);
+    assert_false(held("1234", 9));
+    assert_true(held("1235", 9));
+}
+
 static void partner_tokens_need_checks_write(void **state)
 {
     char *t = partner_token("loyalty:read");
@@ -371,6 +392,7 @@ int main(void)
         cmocka_unit_test_setup(one_array_and_bi_body, flush),
         cmocka_unit_test_setup(where_the_location_comes_from, flush),
         cmocka_unit_test_setup(stations_only_for_their_location, flush),
+        cmocka_unit_test_setup(redis_station_keys_too, flush),
         cmocka_unit_test_setup(partner_tokens_need_checks_write, flush),
         cmocka_unit_test_setup(caps_and_validation_write_nothing, flush),
         cmocka_unit_test_setup(idempotency_key, flush),
