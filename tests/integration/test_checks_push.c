@@ -88,7 +88,7 @@ static void sha256_hex(const char *s, char out[72])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static char *partner_token(const char *scope)
+static char *partner_token(const char *scope, const char *store)
 {
     char *pem = NULL;
     size_t len = 0;
@@ -97,6 +97,8 @@ static char *partner_token(const char *scope)
     json_t *claims =
         json_pack("{s:s, s:s, s:s, s:I, s:s}", "iss", "https://partners.example", "aud", "posgate",
                   "sub", "acme-middleware", "exp", (json_int_t)(time(NULL) + 300), "scope", scope);
+    if (store) /* a token restricted to some stores */
+        json_object_set_new(claims, "stores", json_pack("[s]", store));
     char *tok = NULL;
     assert_int_equal(pg_jwt_sign_rs256(pem, len, "p-2026a", claims, &tok), 0);
     json_decref(claims);
@@ -266,7 +268,7 @@ static void redis_station_keys_too(void **state)
 
 static void partner_tokens_need_checks_write(void **state)
 {
-    char *t = partner_token("loyalty:read");
+    char *t = partner_token("loyalty:read", NULL);
     char auth[4096];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", t);
     free(t);
@@ -274,13 +276,24 @@ static void partner_tokens_need_checks_write(void **state)
     assert_int_equal(r.status, 403);
     json_decref(r.body);
     assert_false(held("1234", 8));
-    t = partner_token("loyalty:read checks:write");
+    t = partner_token("loyalty:read checks:write", NULL);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", t);
     free(t);
     r = post("?location=1234", auth, NULL, CHECK(8, "2026-11-20T12:00:00"));
     assert_int_equal(r.status, 202);
     json_decref(r.body);
     assert_true(held("1234", 8));
+    /* restricted to store 1235: not 1234 */
+    t = partner_token("checks:write", "1235");
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", t);
+    free(t);
+    r = post("?location=1234", auth, NULL, CHECK(10, "2026-11-20T12:00:00"));
+    assert_int_equal(r.status, 403);
+    json_decref(r.body);
+    r = post("?location=1235", auth, NULL, CHECK(10, "2026-11-20T12:00:00"));
+    assert_int_equal(r.status, 202);
+    json_decref(r.body);
+    assert_false(held("1234", 10));
 }
 
 static void caps_and_validation_write_nothing(void **state)
