@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -26,16 +27,18 @@
 
 /* Outcomes of a cycle, the label values of posgate_checks_polls_total. */
 enum outcome {
-    OUT_OK = 0,  /* every date queued, cursor saved */
-    OUT_UNAVAIL, /* BI answered 429/5xx or was unreachable / timed out */
-    OUT_AUTH,    /* sign-in refused (credentials, client id, expired password) */
-    OUT_DENIED,  /* 403: the API account may not read this location */
-    OUT_PROTO,   /* another 4xx or an unusable reply */
-    OUT_REDIS,   /* the queue or the cursor could not be written */
+    OUT_OK = 0,    /* every date queued, cursor saved */
+    OUT_UNAVAIL,   /* BI answered 429/5xx or was unreachable / timed out */
+    OUT_AUTH,      /* sign-in refused (credentials, client id, expired password) */
+    OUT_DENIED,    /* 403: the API account may not read this location */
+    OUT_PROTO,     /* another 4xx or an unusable reply */
+    OUT_REDIS,     /* the queue or the cursor could not be written */
+    OUT_ELSEWHERE, /* another posgate process holds this location's lease: nothing done */
     OUT_N
 };
-static const char *const outcome_names[OUT_N] = {"ok",     "unavailable", "auth_failed",
-                                                 "denied", "bad_reply",   "queue_unavailable"};
+static const char *const outcome_names[OUT_N] = {
+    "ok",        "unavailable",       "auth_failed",   "denied",
+    "bad_reply", "queue_unavailable", "held_elsewhere"};
 
 struct loc {
     struct pg_poll *poll;
@@ -55,6 +58,7 @@ struct pg_poll {
     struct loc *locs;
     size_t nlocs;
     int64_t started_wall_ms;
+    char owner[96]; /* this process's lease value: host-pid-random */
     atomic_int stopping;
     pthread_mutex_t mu; /* with cv: interruptible sleeps */
     pthread_cond_t cv;
@@ -489,12 +493,67 @@ static enum outcome cycle(struct pg_poll *p, struct loc *l, int *retry_after_s, 
 }
 
 /* Run a cycle under the location's lock, count it and log it. */
+/*
+ * Several posgate processes may share one Redis (and one BI API account, whose calls are rate
+ * limited): a lease per location (SET NX PX, value = this process) lets one of them poll it at a
+ * time. The lease outlives the longest cycle (every call at its timeout), is dropped by its owner
+ * after the cycle, and expires by itself when that process dies. Running a cycle twice at once
+ * would be harmless anyway (the queue dedupes, the cursor only ever lags), only wasteful.
+ * Returns PG_OK with *taken, or the Redis error.
+ */
+static int take_lease(struct pg_poll *p, const struct loc *l, int *taken)
+{
+    long long lease_ms = (long long)deadline_ms(p) * (p->cfg->poll_repoll_days + 6) + 10000;
+    redisReply *r = NULL;
+    int rc = pg_redis_command(&r, "SET " PG_KEY_CHK_POLL_LEASE "%s %s NX PX %lld", l->ref, p->owner,
+                              lease_ms);
+    *taken = rc == PG_OK && r->type == REDIS_REPLY_STATUS;
+    if (r)
+        freeReplyObject(r);
+    return rc == PG_EPROTO ? PG_EUNAVAIL : rc;
+}
+
+static void drop_lease(struct pg_poll *p, const struct loc *l)
+{
+    char key[128];
+    snprintf(key, sizeof key, PG_KEY_CHK_POLL_LEASE "%s", l->ref);
+    redisReply *r = NULL;
+    if (pg_redis_command(&r, "EVAL %s 1 %s %s", del_if_lua, key, p->owner) != PG_OK)
+        pg_log(PG_LOG_WARN, NULL, "poll.lease", "location %s: lease not dropped (it expires)",
+               l->ref);
+    if (r)
+        freeReplyObject(r);
+}
+
+/* While another process polls the location, the lag gauge follows the cursor it saves. */
+static void follow_cursor(struct loc *l)
+{
+    char cur[32];
+    if (load_cursor(l, cur, sizeof cur) == PG_OK && cur[0]) {
+        int64_t cms = utc_ms(cur), now = pg_wall_ms();
+        atomic_store(&l->last_ok_wall_ms, cms > 0 && cms < now ? cms : now);
+    }
+}
+
 static enum outcome run_cycle(struct pg_poll *p, struct loc *l, int *retry_after_s, json_t **rep)
 {
     json_t *report = json_object();
     pthread_mutex_lock(&l->cycle_mu);
-    enum outcome out = cycle(p, l, retry_after_s, report);
-    l->attempt = out == OUT_OK ? 0 : l->attempt + 1;
+    int taken = 0;
+    enum outcome out;
+    if (take_lease(p, l, &taken) != PG_OK) {
+        json_object_set_new(report, "location", json_string(l->ref));
+        json_object_set_new(report, "error", json_string("the poll lease could not be taken"));
+        out = OUT_REDIS;
+    } else if (!taken) {
+        json_object_set_new(report, "location", json_string(l->ref));
+        follow_cursor(l);
+        out = OUT_ELSEWHERE;
+    } else {
+        out = cycle(p, l, retry_after_s, report);
+        drop_lease(p, l);
+    }
+    l->attempt = out == OUT_OK || out == OUT_ELSEWHERE ? 0 : l->attempt + 1;
     int attempt = l->attempt;
     pthread_mutex_unlock(&l->cycle_mu);
     atomic_fetch_add(&l->polls[out], 1);
@@ -507,6 +566,9 @@ static enum outcome run_cycle(struct pg_poll *p, struct loc *l, int *retry_after
             json_integer_value(json_object_get(d, "queued"));
         if (q > 0 || pg_log_enabled(PG_LOG_DEBUG))
             pg_logj(q > 0 ? PG_LOG_INFO : PG_LOG_DEBUG, NULL, "poll.cycle", json_deep_copy(report));
+    } else if (out == OUT_ELSEWHERE) {
+        pg_log(PG_LOG_DEBUG, NULL, "poll.held_elsewhere",
+               "location %s: another posgate process is polling it", l->ref);
     } else if (out == OUT_AUTH) {
         pg_log(PG_LOG_ERROR, NULL, "poll.auth_failed",
                "location %s: the BI API refused the sign-in (check checks.bi.client_id, "
@@ -550,7 +612,7 @@ static void *loc_main(void *arg)
         int ra = -1;
         enum outcome out = run_cycle(p, l, &ra, NULL);
         int64_t delay = (int64_t)p->cfg->poll_interval_s * 1000;
-        if (out != OUT_OK) {
+        if (out != OUT_OK && out != OUT_ELSEWHERE) {
             uint64_t rnd = 0;
             if (pg_random_bytes(&rnd, sizeof rnd) != PG_OK)
                 rnd = (uint64_t)pg_now_us();
@@ -718,6 +780,11 @@ int pg_poll_start(const struct pg_config *cfg, struct pg_poll **out)
         return PG_ENOMEM;
     p->cfg = cfg;
     p->started_wall_ms = pg_wall_ms();
+    char host[64] = "host", rnd[33] = "0";
+    gethostname(host, sizeof host - 1);
+    if (pg_random_hex_id(rnd, sizeof rnd) != PG_OK)
+        snprintf(rnd, sizeof rnd, "%lld", (long long)pg_now_us());
+    snprintf(p->owner, sizeof p->owner, "%.40s-%ld-%.16s", host, (long)getpid(), rnd);
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -398,6 +398,31 @@ static void a_repull_request_fetches_the_whole_date(void **state)
     assert_int_equal(redis_int("EXISTS %s", PG_KEY_CHK_REPULL "1234:" DAY1), 0);
 }
 
+/* Another process holding a location's lease: this one does nothing for it until it is free. */
+static void a_location_polled_elsewhere_is_left_alone(void **state)
+{
+    assert_int_equal(pg_t_redis_cmd(&R, "SET " PG_KEY_CHK_POLL_LEASE "1235 other-process PX 60000"),
+                     0);
+    /* wait out a cycle that may hold the lease of this process right now */
+    int64_t end = pg_now_ms() + 10000;
+    json_t *rep = NULL;
+    do {
+        json_decref(rep);
+        rep = poll_now("1235");
+    } while (strcmp(json_string_value(json_object_get(rep, "outcome")), "held_elsewhere") != 0 &&
+             pg_now_ms() < end && (pg_sleep_ms(50), 1));
+    assert_string_equal(json_string_value(json_object_get(rep, "outcome")), "held_elsewhere");
+    assert_null(json_object_get(rep, "cursor"));
+    json_decref(rep);
+    assert_true(
+        metric("posgate_checks_polls_total{location=\"1235\",outcome=\"held_elsewhere\"}") >= 1);
+    assert_int_equal(redis_int("DEL %s", PG_KEY_CHK_POLL_LEASE "1235"), 1);
+    rep = poll_now("1235");
+    assert_string_equal(json_string_value(json_object_get(rep, "outcome")), "ok");
+    json_decref(rep);
+    assert_int_equal(redis_int("EXISTS %s", PG_KEY_CHK_POLL_LEASE "1235"), 0); /* dropped after */
+}
+
 static void poll_now_needs_a_polled_location(void **state)
 {
     char u[256];
@@ -550,6 +575,7 @@ int main(void)
         cmocka_unit_test(late_upload_to_an_old_date_is_queued),
         cmocka_unit_test(faults_back_off_and_recover_without_losing_the_cursor),
         cmocka_unit_test(a_repull_request_fetches_the_whole_date),
+        cmocka_unit_test(a_location_polled_elsewhere_is_left_alone),
         cmocka_unit_test(poll_now_needs_a_polled_location),
         cmocka_unit_test(check_config_names_what_the_poller_needs),
         cmocka_unit_test(a_change_during_a_cycle_is_caught_by_the_next), /* replaces the gateway */
