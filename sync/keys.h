@@ -35,7 +35,7 @@
 #define PG_KEY_CHK_PAUSE "pg:chk:pause"    /* set while Salesforce's API allocation is spent */
 #define PG_KEY_CHK_RECON "pg:chk:recon:"   /* + loc:busdt: the last reconciliation report */
 #define PG_KEY_CHK_DIMS "pg:chk:dims:"     /* + loc: dimension names for the transform (JSON) */
-#define PG_KEY_CHK_POLL_LEASE "pg:chk:poll:" /* + loc: which process polls the location now */
+#define PG_KEY_CHK_POLL "pg:chk:poll:"     /* + loc: which process polls the location now */
 #define PG_KEY_CHK_LOCK "pg:chk:lock:"     /* + loc:gcid: the loader's lease on a check */
 #define PG_KEY_CHK_KNOWN "pg:chk:known"    /* hash: Product2/PricebookEntry posgate ensured */
 #define PG_KEY_CHK_MATCH "pg:chk:match:"   /* + kind:sha256(value): a cached customer match */

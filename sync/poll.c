@@ -505,8 +505,8 @@ static int take_lease(struct pg_poll *p, const struct loc *l, int *taken)
 {
     long long lease_ms = (long long)deadline_ms(p) * (p->cfg->poll_repoll_days + 6) + 10000;
     redisReply *r = NULL;
-    int rc = pg_redis_command(&r, "SET " PG_KEY_CHK_POLL_LEASE "%s %s NX PX %lld", l->ref, p->owner,
-                              lease_ms);
+    int rc =
+        pg_redis_command(&r, "SET " PG_KEY_CHK_POLL "%s %s NX PX %lld", l->ref, p->owner, lease_ms);
     *taken = rc == PG_OK && r->type == REDIS_REPLY_STATUS;
     if (r)
         freeReplyObject(r);
@@ -516,7 +516,7 @@ static int take_lease(struct pg_poll *p, const struct loc *l, int *taken)
 static void drop_lease(struct pg_poll *p, const struct loc *l)
 {
     char key[128];
-    snprintf(key, sizeof key, PG_KEY_CHK_POLL_LEASE "%s", l->ref);
+    snprintf(key, sizeof key, PG_KEY_CHK_POLL "%s", l->ref);
     redisReply *r = NULL;
     if (pg_redis_command(&r, "EVAL %s 1 %s %s", del_if_lua, key, p->owner) != PG_OK)
         pg_log(PG_LOG_WARN, NULL, "poll.lease", "location %s: lease not dropped (it expires)",

@@ -401,8 +401,7 @@ static void a_repull_request_fetches_the_whole_date(void **state)
 /* Another process holding a location's lease: this one does nothing for it until it is free. */
 static void a_location_polled_elsewhere_is_left_alone(void **state)
 {
-    assert_int_equal(pg_t_redis_cmd(&R, "SET " PG_KEY_CHK_POLL_LEASE "1235 other-process PX 60000"),
-                     0);
+    assert_int_equal(pg_t_redis_cmd(&R, "SET " PG_KEY_CHK_POLL "1235 other-process PX 60000"), 0);
     /* wait out a cycle that may hold the lease of this process right now */
     int64_t end = pg_now_ms() + 10000;
     json_t *rep = NULL;
@@ -416,11 +415,11 @@ static void a_location_polled_elsewhere_is_left_alone(void **state)
     json_decref(rep);
     assert_true(
         metric("posgate_checks_polls_total{location=\"1235\",outcome=\"held_elsewhere\"}") >= 1);
-    assert_int_equal(redis_int("DEL %s", PG_KEY_CHK_POLL_LEASE "1235"), 1);
+    assert_int_equal(redis_int("DEL %s", PG_KEY_CHK_POLL "1235"), 1);
     rep = poll_now("1235");
     assert_string_equal(json_string_value(json_object_get(rep, "outcome")), "ok");
     json_decref(rep);
-    assert_int_equal(redis_int("EXISTS %s", PG_KEY_CHK_POLL_LEASE "1235"), 0); /* dropped after */
+    assert_int_equal(redis_int("EXISTS %s", PG_KEY_CHK_POLL "1235"), 0); /* dropped after */
 }
 
 static void poll_now_needs_a_polled_location(void **state)
