@@ -24,6 +24,7 @@
 #include "handlers/handlers.h"
 #include "server/config.h"
 #include "server/log.h"
+#include "sync/member.h"
 #include "sync/ratelimit.h"
 #include "sync/update.h"
 
@@ -175,6 +176,7 @@ void pg_hnd_shutdown(void)
 {
     pg_hnd_recon_shutdown();
     pg_rate_stop(); /* lookups' rate-limit flusher: before Redis is shut down */
+    pg_member_near_stop(); /* and the near cache's subscriber */
     pg_sf_rest_free(pg_hnd.sf_rest);
     pg_sf_oauth_free(pg_hnd.sf_oauth);
     pg_jwt_keyset_free(pg_hnd.sf_keys);

@@ -718,9 +718,26 @@ static int lookup_start(struct pg_req *req, struct lookup *lk, int fast)
             return pg_req_problem(req, 429, "rate limit for this key exceeded", NULL);
         }
     }
+    /* The near cache first (sync/member.h): a record held in memory, kept coherent by Redis's
+     * invalidation messages, needs no round trip at all. */
+    int rc;
+    char nbuf[RCACHE_BYTES_MAX];
+    size_t nlen = 0;
+    if (pg_member_near_get(lk->kind, lk->value, nbuf, sizeof nbuf, &nlen)) {
+        struct pg_member_rec nrec = {.json = nbuf, .len = nlen};
+        int done = 0;
+        rc = serve_record(req, lk, &nrec, &done);
+        if (rc != PG_OK || done)
+            return rc;
+        json_decref(lk->stale); /* past its TTL: Redis decides below, as for any entry */
+        lk->stale = NULL;
+    }
+    uint64_t gen = pg_member_near_gen(); /* before the read: a write after it drops the entry */
     enum pg_member_hit hit = PG_MEMBER_MISS;
     struct pg_member_rec rec;
-    int rc = pg_member_read(lk->kind, lk->value, 0, &hit, &rec);
+    rc = pg_member_read(lk->kind, lk->value, 0, &hit, &rec);
+    if (rc == PG_OK && hit == PG_MEMBER_FOUND)
+        pg_member_near_put(lk->kind, lk->value, rec.json, rec.len, gen);
     if (rc != PG_OK && fast) {
         /* Redis slow or failing: this I/O thread stops trying for a while, and a worker, which
          * may wait the full command timeout, takes this request. */
@@ -863,7 +880,9 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
         rc = pg_buf_printf(out, "posgate_lookup_total{outcome=\"%s\"} %llu\n", outcome_names[i],
                            atomic_load(&outcomes[i]));
     long long used = -1, max = -1;
-    unsigned long long grants = 0, failures = 0;
+    unsigned long long grants = 0, failures = 0, near_hits = 0, near_inval = 0;
+    int near_on = 0;
+    pg_member_near_stats(&near_hits, &near_inval, &near_on);
     if (pg_hnd.sf_rest)
         pg_sf_rest_limits(pg_hnd.sf_rest, &used, &max);
     if (pg_hnd.sf_oauth)
@@ -882,6 +901,18 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "that failed (the counts stay in memory).\n"
             "# TYPE posgate_lookup_rate_flush_failures_total counter\n"
             "posgate_lookup_rate_flush_failures_total %llu\n"
+            "# HELP posgate_lookup_near_cache_hits_total Lookups answered from the in-process near "
+            "cache (no Redis round trip).\n"
+            "# TYPE posgate_lookup_near_cache_hits_total counter\n"
+            "posgate_lookup_near_cache_hits_total %llu\n"
+            "# HELP posgate_lookup_near_cache_invalidations_total Times the near cache was dropped "
+            "(a Redis invalidation, a local write, or the subscription lost or regained).\n"
+            "# TYPE posgate_lookup_near_cache_invalidations_total counter\n"
+            "posgate_lookup_near_cache_invalidations_total %llu\n"
+            "# HELP posgate_lookup_near_cache_on 1 while Redis invalidations flow (the near cache "
+            "is in use).\n"
+            "# TYPE posgate_lookup_near_cache_on gauge\n"
+            "posgate_lookup_near_cache_on %d\n"
             "# HELP posgate_lookup_fast_path_total Lookups started on the HTTP I/O thread: "
             "answered (or deferred to the slow pool) there, or handed to a worker.\n"
             "# TYPE posgate_lookup_fast_path_total counter\n"
@@ -906,7 +937,8 @@ int pg_hnd_loyalty_metrics(struct pg_buf *out)
             "# TYPE posgate_salesforce_token_failures_total counter\n"
             "posgate_salesforce_token_failures_total %llu\n",
             atomic_load(&sf_calls), atomic_load(&redis_fail_open), pg_rate_flush_failures(),
-            atomic_load(&inline_answered), atomic_load(&inline_to_worker),
-            atomic_load(&rcache_hits), atomic_load(&rcache_misses), used, max, grants, failures);
+            near_hits, near_inval, near_on, atomic_load(&inline_answered),
+            atomic_load(&inline_to_worker), atomic_load(&rcache_hits), atomic_load(&rcache_misses),
+            used, max, grants, failures);
     return rc;
 }

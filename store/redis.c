@@ -431,6 +431,23 @@ static int connect_thread(struct tconn *t)
     return rc;
 }
 
+int pg_redis_connect_new(redisContext **out)
+{
+    *out = NULL;
+    if (!g.inited)
+        return PG_ECONFIG;
+    struct tconn t = {0};
+    int rc = connect_thread(&t);
+    if (rc == PG_OK && set_timeout(&t, g.command_ms) != PG_OK)
+        rc = fail(&t, PG_EUNAVAIL, 1);
+    if (rc != PG_OK) {
+        drop(&t);
+        return rc;
+    }
+    *out = t.c;
+    return PG_OK;
+}
+
 /* The calling thread's live connection, connecting (subject to backoff) when needed. */
 static int get_conn(struct tconn **out)
 {

@@ -118,6 +118,14 @@ int pg_redis_command_argv_timeout(redisReply **out,
  */
 void pg_redis_thread_bound_ms(int ms);
 
+/**
+ * A new connection of the caller's own (not the thread's), AUTH and SELECT done, the command
+ * timeout set on its socket: for a subscriber that reads pushed messages. Not subject to the
+ * backoff; failures are counted like any other.
+ * Ownership: *out is new; release with redisFree.
+ */
+int pg_redis_connect_new(redisContext **out) PG_WARN_UNUSED;
+
 /** The configured command timeout in ms (for callers computing per-call timeouts). */
 int pg_redis_command_timeout_ms(void);
 

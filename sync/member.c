@@ -1,13 +1,18 @@
 #include "sync/member.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
 
+#include "server/log.h"
 #include "server/util.h"
 #include "store/redis.h"
 #include "sync/keys.h"
@@ -101,6 +106,8 @@ eval_argv(redisReply **r, int timeout_ms, const char *script, const char **args,
     return rc;
 }
 
+static void near_invalidate_all(void);
+
 int pg_member_put(const json_t *member, const char *default_country, int64_t ttl_ms)
 {
     const char *sfid = json_string_value(json_object_get(member, "salesforce_id"));
@@ -148,6 +155,8 @@ int pg_member_put(const json_t *member, const char *default_country, int64_t ttl
     if (r)
         freeReplyObject(r);
     free(js);
+    /* This instance's next lookup must see the write without waiting for Redis's message. */
+    near_invalidate_all();
     return rc;
 }
 
@@ -212,4 +221,279 @@ int pg_member_get(enum pg_member_kind kind,
     }
     pg_member_rec_free(&rec);
     return rc;
+}
+
+/* ---------------------------------------------------------------- near cache */
+
+/*
+ * See member.h. Coherence: a subscriber thread holds two connections of its own: one SUBSCRIBEd
+ * to __redis__:invalidate, and one that turned on CLIENT TRACKING in BCAST mode for the member
+ * and index prefixes with its invalidations redirected to the first. Redis then pushes a message
+ * for every write, expiry or eviction of such a key, by any client of any instance, and one for
+ * FLUSHALL. Any message, and any loss of either connection, moves near_gen on: every entry
+ * stored under an older generation is dead. An entry may only be stored under the generation
+ * read *before* the Redis read that produced it, so a write that lands between that read and
+ * the store is never hidden. While the pair is not established, the near cache is off.
+ */
+#define NEAR_SLOTS 16384
+#define NEAR_STRIPES 64
+#define NEAR_REC_MAX 8192
+#define NEAR_RETRY_MS 500
+
+struct near_entry {
+    uint64_t gen;
+    char key[336]; /* kind:value */
+    size_t len;
+    char rec[]; /* the record as Redis holds it */
+};
+
+static struct near_entry *near_tab[NEAR_SLOTS];
+static pthread_mutex_t near_mu[NEAR_STRIPES];
+static _Atomic uint64_t near_gen = 1;
+static atomic_int near_ok; /* the subscription and the tracking are in place */
+static atomic_ullong near_hits, near_invalidations;
+static pthread_mutex_t near_life = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t near_cv = PTHREAD_COND_INITIALIZER;
+static pthread_t near_thread;
+static int near_running, near_stopping;
+
+static uint64_t fnv64(const char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static void near_invalidate_all(void)
+{
+    atomic_fetch_add(&near_gen, 1);
+    atomic_fetch_add(&near_invalidations, 1);
+}
+
+/* Wait up to ms unless stopping; returns 1 when stopping. */
+static int near_sleep(int ms)
+{
+    pthread_mutex_lock(&near_life);
+    if (!near_stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&near_cv, &near_life, &ts);
+    }
+    int st = near_stopping;
+    pthread_mutex_unlock(&near_life);
+    return st;
+}
+
+static int near_stop_asked(void)
+{
+    pthread_mutex_lock(&near_life);
+    int st = near_stopping;
+    pthread_mutex_unlock(&near_life);
+    return st;
+}
+
+/* Subscribe on sub and turn tracking on, on trk, redirected to sub. */
+static int near_open(redisContext *sub, redisContext *trk)
+{
+    redisReply *r = redisCommand(sub, "CLIENT ID");
+    long long id = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r)
+        freeReplyObject(r);
+    if (id < 0)
+        return PG_EUNAVAIL;
+    r = redisCommand(sub, "SUBSCRIBE __redis__:invalidate");
+    int ok = r && r->type == REDIS_REPLY_ARRAY;
+    if (r)
+        freeReplyObject(r);
+    if (!ok)
+        return PG_EUNAVAIL;
+    r = redisCommand(trk,
+                     "CLIENT TRACKING on REDIRECT %lld BCAST PREFIX " PG_KEY_MEMBER_SF
+                     " PREFIX " PG_KEY_LOOKUP,
+                     id);
+    ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r && !ok && r->type == REDIS_REPLY_ERROR)
+        pg_log(PG_LOG_WARN, NULL, "lookup.near_cache_off", "CLIENT TRACKING refused: %.120s",
+               r->str);
+    if (r)
+        freeReplyObject(r);
+    return ok ? PG_OK : PG_EPROTO;
+}
+
+/* Read invalidations until a connection fails or a stop is asked. */
+static void near_pump(redisContext *sub, redisContext *trk)
+{
+    while (!near_stop_asked()) {
+        struct pollfd p[2] = {{.fd = sub->fd, .events = POLLIN}, {.fd = trk->fd, .events = POLLIN}};
+        int n = poll(p, 2, 200);
+        if (n < 0 && errno != EINTR)
+            return;
+        if (n <= 0)
+            continue;
+        if (p[1].revents) /* the tracking connection never gets data: closed or failed */
+            return;
+        if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+            return;
+        if (!(p[0].revents & POLLIN))
+            continue;
+        if (redisBufferRead(sub) != REDIS_OK)
+            return;
+        for (;;) {
+            void *reply = NULL;
+            if (redisGetReplyFromReader(sub, &reply) != REDIS_OK)
+                return;
+            if (!reply)
+                break;
+            near_invalidate_all(); /* a member or index key changed somewhere */
+            freeReplyObject(reply);
+        }
+    }
+}
+
+static void *near_main(void *arg)
+{
+    (void)arg;
+    int logged = 0;
+    while (!near_stop_asked()) {
+        redisContext *sub = NULL, *trk = NULL;
+        int rc = pg_redis_connect_new(&sub);
+        if (rc == PG_OK)
+            rc = pg_redis_connect_new(&trk);
+        if (rc == PG_OK)
+            rc = near_open(sub, trk);
+        if (rc == PG_OK) {
+            near_invalidate_all(); /* writes may have been missed while it was off */
+            atomic_store(&near_ok, 1);
+            if (logged)
+                pg_log(PG_LOG_INFO, NULL, "lookup.near_cache_on", "invalidations flow again");
+            logged = 0;
+            near_pump(sub, trk);
+            atomic_store(&near_ok, 0);
+            near_invalidate_all();
+        }
+        if (!logged && !near_stop_asked()) {
+            pg_log(PG_LOG_WARN, NULL, "lookup.near_cache_off",
+                   "no Redis invalidations: every lookup reads Redis");
+            logged = 1;
+        }
+        if (sub)
+            redisFree(sub);
+        if (trk)
+            redisFree(trk);
+        near_sleep(NEAR_RETRY_MS);
+    }
+    return NULL;
+}
+
+static void near_start(void)
+{
+    pthread_mutex_lock(&near_life);
+    if (!near_running && !near_stopping) {
+        for (int i = 0; i < NEAR_STRIPES; i++)
+            pthread_mutex_init(&near_mu[i], NULL);
+        if (pthread_create(&near_thread, NULL, near_main, NULL) == 0)
+            near_running = 1;
+    }
+    pthread_mutex_unlock(&near_life);
+}
+
+static int near_key(enum pg_member_kind kind, const char *value, char *key, size_t keysz)
+{
+    int n = snprintf(key, keysz, "%s:%s", kind_names[kind], value);
+    return n > 0 && (size_t)n < keysz ? n : -1;
+}
+
+uint64_t pg_member_near_gen(void)
+{
+    if (!near_running)
+        near_start();
+    return atomic_load(&near_gen);
+}
+
+int pg_member_near_get(
+    enum pg_member_kind kind, const char *value, char *buf, size_t bufsz, size_t *len)
+{
+    if (!atomic_load(&near_ok))
+        return 0;
+    char key[336];
+    int kl = near_key(kind, value, key, sizeof key);
+    if (kl < 0)
+        return 0;
+    uint64_t gen = atomic_load(&near_gen);
+    size_t slot = fnv64(key, (size_t)kl) & (NEAR_SLOTS - 1);
+    pthread_mutex_t *mu = &near_mu[slot % NEAR_STRIPES];
+    int found = 0;
+    pthread_mutex_lock(mu);
+    const struct near_entry *e = near_tab[slot];
+    if (e && e->gen == gen && e->len <= bufsz && strcmp(e->key, key) == 0) {
+        memcpy(buf, e->rec, e->len);
+        *len = e->len;
+        found = 1;
+    }
+    pthread_mutex_unlock(mu);
+    if (found)
+        atomic_fetch_add(&near_hits, 1);
+    return found;
+}
+
+void pg_member_near_put(
+    enum pg_member_kind kind, const char *value, const char *rec, size_t len, uint64_t gen)
+{
+    if (!atomic_load(&near_ok) || gen != atomic_load(&near_gen) || len > NEAR_REC_MAX)
+        return;
+    char key[336];
+    int kl = near_key(kind, value, key, sizeof key);
+    if (kl < 0)
+        return;
+    struct near_entry *e = malloc(sizeof *e + len);
+    if (!e)
+        return;
+    e->gen = gen;
+    memcpy(e->key, key, (size_t)kl + 1);
+    e->len = len;
+    memcpy(e->rec, rec, len);
+    size_t slot = fnv64(key, (size_t)kl) & (NEAR_SLOTS - 1);
+    pthread_mutex_t *mu = &near_mu[slot % NEAR_STRIPES];
+    pthread_mutex_lock(mu);
+    struct near_entry *old = near_tab[slot];
+    near_tab[slot] = e;
+    pthread_mutex_unlock(mu);
+    free(old);
+}
+
+void pg_member_near_stats(unsigned long long *hits, unsigned long long *invalidations, int *on)
+{
+    *hits = atomic_load(&near_hits);
+    *invalidations = atomic_load(&near_invalidations);
+    *on = atomic_load(&near_ok);
+}
+
+void pg_member_near_stop(void)
+{
+    pthread_mutex_lock(&near_life);
+    int was = near_running;
+    near_stopping = 1;
+    pthread_cond_broadcast(&near_cv);
+    pthread_mutex_unlock(&near_life);
+    if (!was)
+        return;
+    pthread_join(near_thread, NULL);
+    atomic_store(&near_ok, 0);
+    for (size_t i = 0; i < NEAR_SLOTS; i++) {
+        free(near_tab[i]);
+        near_tab[i] = NULL;
+    }
+    for (int i = 0; i < NEAR_STRIPES; i++)
+        pthread_mutex_destroy(&near_mu[i]);
+    pthread_mutex_lock(&near_life);
+    near_running = 0;
+    near_stopping = 0;
+    pthread_mutex_unlock(&near_life);
 }

@@ -75,4 +75,32 @@ int pg_member_get(enum pg_member_kind kind,
                   enum pg_member_hit *hit,
                   json_t **member) PG_WARN_UNUSED;
 
+/*
+ * Near cache: member records kept in process memory, so that a cache hit needs no Redis round
+ * trip at all. Coherent through Redis's own invalidation messages (CLIENT TRACKING, BCAST mode,
+ * on the member and index key prefixes, from a subscriber thread): any write to such a key by
+ * any client (another instance's push path, a miss fill, an expiry, FLUSHALL), and any loss of
+ * the subscription, drops every entry; while there is no subscription it is off and every
+ * lookup reads Redis. pg_member_put also drops them at once, so this instance's next lookup
+ * sees its own write. Bound: another instance's write is seen here once Redis's message arrives
+ * (it is sent in the same event-loop pass that answers the write; loopback: well under a ms).
+ * Records only (not "not found"); NEAR entries: 16,384 direct-mapped slots of at most 8 KiB.
+ */
+
+/** The generation to store under: read it before the Redis read whose record is stored. */
+uint64_t pg_member_near_gen(void);
+
+/** Copy the record for kind/value into buf when held (1), else 0. */
+int pg_member_near_get(
+    enum pg_member_kind kind, const char *value, char *buf, size_t bufsz, size_t *len);
+
+/** Store a record read from Redis (stored only when gen is still current). */
+void pg_member_near_put(
+    enum pg_member_kind kind, const char *value, const char *rec, size_t len, uint64_t gen);
+
+void pg_member_near_stats(unsigned long long *hits, unsigned long long *invalidations, int *on);
+
+/** Stop the subscriber and free the entries (before pg_redis_shutdown). */
+void pg_member_near_stop(void);
+
 #endif
