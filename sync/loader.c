@@ -105,6 +105,9 @@ static void known_key(char *out, size_t n, const char *type, const char *ext)
 /* Remember what Salesforce now holds, in Redis as well, so a retry after a crash knows it. */
 static void remember(struct load *ld, const char *type, const char *ext, const char *id)
 {
+    /* products and entries belong to no check (pg:chk:known tracks them): never deleted */
+    if (strcmp(type, "Product2") == 0 || strcmp(type, "PricebookEntry") == 0)
+        return;
     char k[300];
     known_key(k, sizeof k, type, ext);
     json_object_set_new(ld->known, k, json_string(id ? id : ""));
@@ -226,6 +229,8 @@ static int upsert_all(
             struct pg_sf_error err;
             int rc = pg_sf_upsert(p->oauth, &p->rest, type, ext_field, chunk, 0, ld->deadline, &res,
                                   &err);
+            pg_log(PG_LOG_DEBUG, ld->rid, "loader.upsert", "check %s:%s: %s x%zu: %s %s", ld->loc,
+                   ld->gcid, type, m, pg_errname(rc), err.code);
             if (rc != PG_OK) {
                 call_failed(ld, rc, &err, type, "upsert");
                 json_decref(chunk);
@@ -499,6 +504,9 @@ static int ensure_products(struct load *ld, const struct plan *pl, json_t *xf, j
         json_decref(price);
     }
     json_decref(have);
+    pg_log(PG_LOG_DEBUG, ld->rid, "loader.products",
+           "check %s:%s: %zu products, %zu + %zu price book entries to ensure", ld->loc, ld->gcid,
+           json_array_size(prods), json_array_size(std_entries), json_array_size(entries));
     int rc = 0;
     if (json_array_size(prods) && upsert_all(ld, "Product2", pf, prods, 0))
         rc = -1;
@@ -597,7 +605,7 @@ static int load_records(struct load *ld, json_t *xf)
     /* Step 3: the orders as Draft (created so, or reverted so that items may change), and
      * orders of an earlier version no longer on the check (an adjustment order that went away)
      * reverted too, so that they can be deleted. */
-    json_t *drafts = json_array();
+    json_t *drafts = json_array(), *adj_drafts = json_array();
     json_array_foreach(orders, i, r)
     {
         json_t *d = json_deep_copy(r);
@@ -605,7 +613,9 @@ static int load_records(struct load *ld, json_t *xf)
         if (st && strcmp(st, "Draft") != 0)
             json_array_append_new(final, status_only(oef, ext_of(r, oef), st));
         json_object_set_new(d, "Status", json_string("Draft"));
-        json_array_append_new(drafts, d);
+        /* an adjustment order refers to the sale by external id: the sale goes in an earlier
+         * call, so that a sale refused (a lock error) cannot make its adjustment look invalid */
+        json_array_append_new(i == 0 ? drafts : adj_drafts, d);
     }
     json_t *stale_keys = json_array(), *stale_ids = json_array();
     const char *key;
@@ -617,8 +627,10 @@ static int load_records(struct load *ld, json_t *xf)
         if (strncmp(key, "Order:", 6) == 0)
             json_array_append_new(drafts, status_only(oef, key + 6, "Draft"));
     }
-    int failed = upsert_all(ld, "Order", oef, drafts, 0);
+    int failed = upsert_all(ld, "Order", oef, drafts, 0) ||
+                 (json_array_size(adj_drafts) && upsert_all(ld, "Order", oef, adj_drafts, 0));
     json_decref(drafts);
+    json_decref(adj_drafts);
     if (failed)
         goto out_stale;
 

@@ -72,7 +72,8 @@ static int start_gateway(int create_products)
 {
     char cfg[8192];
     snprintf(cfg, sizeof cfg,
-             "{\"listen\":{\"port\":0},\"http\":{\"threads\":2,\"workers\":4},"
+             "{\"listen\":{\"port\":0},\"http\":{\"threads\":2,\"workers\":4},\"log\":{\"level\":"
+             "\"debug\"},"
              "\"redis\":{\"url\":\"%s\",\"command_timeout_ms\":1000,\"reconnect_min_ms\":20,"
              "\"reconnect_max_ms\":200},"
              "\"salesforce\":{\"org_ids\":[\"" ORG "\"],\"rest\":{\"login_url\":\"%s\","
@@ -163,6 +164,27 @@ static void wait_synced(long long gcid)
             fprintf(stderr, "--- gateway log (tail) ---\n%s\n",
                     log && strlen(log) > 6000 ? log + strlen(log) - 6000 : log);
             free(log);
+            /* what the simulator holds besides orders, to tell a missing entry from a bad one */
+            json_t *ss = sim_call("GET", "/_sim/state", NULL);
+            char *prods = json_dumps(json_object_get(ss, "products"), JSON_COMPACT);
+            char *pbes = json_dumps(json_object_get(ss, "pricebook_entries"), JSON_COMPACT);
+            fprintf(stderr, "--- products ---\n%.3000s\n--- entries ---\n%.3000s\n", prods, pbes);
+            free(prods);
+            free(pbes);
+            json_decref(ss);
+            json_t *lg = sim_call("GET", "/_sim/log", NULL);
+            size_t li;
+            json_t *le;
+            json_array_foreach(lg, li, le)
+            {
+                if (li < 12)
+                    fprintf(stderr, "sim: %s %s?%s -> %lld\n",
+                            json_string_value(json_object_get(le, "method")),
+                            json_string_value(json_object_get(le, "path")),
+                            json_string_value(json_object_get(le, "query")),
+                            (long long)json_integer_value(json_object_get(le, "status")));
+            }
+            json_decref(lg);
             fail_msg("check %lld not synced in time (error: %s)", gcid, err ? err : "");
         }
         free(err);
