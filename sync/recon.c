@@ -902,7 +902,6 @@ static void run_once(struct pg_recon_job *j)
 static void *job_main(void *arg)
 {
     struct pg_recon_job *j = arg;
-    pg_log_set_component("recon");
     for (;;) {
         run_once(j);
         pthread_mutex_lock(&j->mu);

@@ -231,7 +231,8 @@ static int setup(void **state)
              "\"password\":\"posgate-bi-demo\",\"timeout_ms\":5000},"
              "\"transform\":{\"org\":\"ACME\",\"locations\":{\"" LOC
              "\":{\"pricebook_id\":\"01s5g000000StdPAAS\",\"account_id\":\"0015g00000ZkM3hAAF\"},"
-             "\"1235\":{\"pricebook_id\":\"01s5g000000StdPAAS\"}}}},"
+             "\"1235\":{\"pricebook_id\":\"01s5g000000StdPAAS\"}}},"
+             "\"reconcile\":{\"enabled\":true,\"interval_s\":1}},"
              "\"admin\":{\"api_key_hashes\":[\"" ADMIN_HASH "\"]}}",
              R.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), sim.micros_url);
     if (pg_t_gateway_start(&gw, g) != 0)
@@ -436,6 +437,43 @@ static void errors(void **state)
     pg_t_resp_free(&r);
 }
 
+/*
+ * The daily job reconciles every configured location's last closed business date by itself: the
+ * simulator's latest business date for 1234 is DAY, so the job takes the day before, where the
+ * seeded Salesforce holds one order posgate never synced — a drift it stores and exports.
+ */
+static void daily_job_runs(void **state)
+{
+    (void)state;
+    int64_t deadline = pg_now_ms() + 20000;
+    char *rep = NULL;
+    /* a run from before Salesforce was seeded may have stored a match: wait for a later one */
+    while (pg_now_ms() < deadline) {
+        free(rep);
+        rep = redis_str("GET %s%s", PG_KEY_CHK_RECON, LOC ":2026-11-19");
+        if (rep && strstr(rep, "\"status\":\"drift\""))
+            break;
+        pg_sleep_ms(100);
+    }
+    if (!rep)
+        fail_msg("the daily job stored no report for " LOC " 2026-11-19");
+    json_t *j = json_loads(rep, 0, NULL);
+    free(rep);
+    assert_string_equal(status_of(j), "drift");
+    assert_string_equal(json_string_value(json_array_get(diff(j, "missing_in_posgate"), 0)),
+                        gcid_at(2));
+    assert_true(json_is_true(json_object_get(json_object_get(j, "repull"), "requested")));
+    json_decref(j);
+    char u[256];
+    snprintf(u, sizeof u, "%s/metrics", gw.url);
+    struct pg_t_resp m;
+    assert_int_equal(pg_t_get(u, &m), 0);
+    assert_non_null(strstr(m.body, "posgate_reconciliation_runs_total{result=\"drift\"}"));
+    assert_non_null(strstr(m.body, "posgate_reconciliation_difference_minor{location=\"" LOC
+                                   "\",column=\"salesforce\"}"));
+    pg_t_resp_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +481,7 @@ int main(void)
         cmocka_unit_test(pending_while_queued),
         cmocka_unit_test(drift_names_checks_and_repulls),
         cmocka_unit_test(errors),
+        cmocka_unit_test(daily_job_runs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
