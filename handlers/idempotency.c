@@ -37,7 +37,19 @@ static const char begin_lua[] = "local h = redis.call('HGETALL', KEYS[1])\n"
                                 "if t.state ~= 'done' then return {'busy'} end\n"
                                 "return {'done', t.status, t.type, t.body}\n";
 
-/* The request's fingerprint: method, path and body. */
+/* Query arguments in order, each as "?k=v" (so "a=1" and "a=1&" never collide with "a=1b"). */
+static int hash_query_arg(void *ud, const char *k, const char *v)
+{
+    EVP_MD_CTX *c = ud;
+    EVP_DigestUpdate(c, "?", 1);
+    EVP_DigestUpdate(c, k, strlen(k) + 1); /* with the NUL: a separator no argument contains */
+    EVP_DigestUpdate(c, v, strlen(v) + 1);
+    return 0;
+}
+
+/* The request's fingerprint: method, path, query arguments and body. The query counts: the same
+ * key and body sent for another ?location= is another request (422), not a replay. A request
+ * without arguments hashes as before. */
 static void fingerprint(struct pg_req *req, char hex[65])
 {
     size_t len = 0;
@@ -49,6 +61,7 @@ static void fingerprint(struct pg_req *req, char hex[65])
     EVP_DigestUpdate(c, pg_req_method(req), strlen(pg_req_method(req)));
     EVP_DigestUpdate(c, " ", 1);
     EVP_DigestUpdate(c, pg_req_path(req), strlen(pg_req_path(req)));
+    pg_req_query_each(req, hash_query_arg, c); /* never stopped: hash_query_arg returns 0 */
     EVP_DigestUpdate(c, "\n", 1);
     EVP_DigestUpdate(c, body, len);
     EVP_DigestFinal_ex(c, md, &mdlen);

@@ -359,6 +359,19 @@ static void idempotency_key(void **state)
     assert_int_equal(c.status, 422);
     json_decref(c.body);
     assert_false(held("1234", 22));
+    /* the same key and body for another location is another request too, not a replay */
+    char *t = partner_token("checks:write", NULL);
+    char auth[4096];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", t);
+    free(t);
+    struct reply d = post("?location=1234", auth, "Idempotency-Key: push-23", body);
+    assert_int_equal(d.status, 202);
+    json_decref(d.body);
+    struct reply e = post("?location=1235", auth, "Idempotency-Key: push-23", body);
+    assert_int_equal(e.status, 422);
+    assert_string_equal(e.replayed, "");
+    json_decref(e.body);
+    assert_false(held("1235", 21));
 }
 
 static void redis_down_is_503_and_nothing_queued(void **state)
