@@ -1313,6 +1313,38 @@ int pg_bi_daily_totals(struct pg_bi *b,
     return rc;
 }
 
+int pg_bi_control_totals(struct pg_bi *b,
+                         const char *loc_ref,
+                         enum pg_bi_date_kind kind,
+                         const char *date,
+                         int64_t deadline_ms,
+                         json_t **resp,
+                         char *why,
+                         size_t whysz)
+{
+    set_why(why, whysz, "%s", "");
+    if (!resp)
+        return PG_EINVAL;
+    *resp = NULL;
+    if (!b || !loc_ref_ok(loc_ref) || !pg_bi_valid_date(date)) {
+        set_why(why, whysz, "invalid locRef or business date");
+        return PG_EINVAL;
+    }
+    /* exactly one of the three date fields, as for getGuestChecks (§1.6) */
+    const char *key = kind == PG_BI_CLSD_BUS_DT  ? "clsdBusDt"
+                      : kind == PG_BI_OPN_BUS_DT ? "opnBusDt"
+                                                 : "busDt";
+    json_t *j =
+        json_pack("{s:s,s:s,s:s}", "applicationName", b->app_name, "locRef", loc_ref, key, date);
+    char *body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!body)
+        return PG_ENOMEM;
+    int rc = bi_call(b, "getControlDailyTotals", body, deadline_ms, resp, NULL, NULL, why, whysz);
+    free(body);
+    return rc;
+}
+
 static int copy_out(const char *s, char *out, size_t sz)
 {
     size_t n = strlen(s);

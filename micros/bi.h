@@ -175,6 +175,21 @@ int pg_bi_daily_totals(struct pg_bi *b,
                        size_t whysz) PG_WARN_UNUSED;
 
 /**
+ * getControlDailyTotals (§1.6) on the basis kind names: clsdBusDt (checks closed on date — what
+ * reconciliation compares with orders dated by their closing business date), opnBusDt, or busDt
+ * (the union: a check spanning two dates counts on both). Not cached. Returns: see the file
+ * comment. Ownership: *resp new, caller json_decref()s it.
+ */
+int pg_bi_control_totals(struct pg_bi *b,
+                         const char *loc_ref,
+                         enum pg_bi_date_kind kind,
+                         const char *date,
+                         int64_t deadline_ms,
+                         json_t **resp,
+                         char *why,
+                         size_t whysz) PG_WARN_UNUSED;
+
+/**
  * getLatestBusDt (§1.3; on a 404 the alias getLatestBusinessDate is tried once). Copies
  * latestBusDt into bus_dt and curUTC into cur_utc (cur_utc may be NULL; "" when absent).
  * Returns: see the file comment; PG_EPROTO when latestBusDt is missing or malformed;

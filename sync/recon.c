@@ -650,8 +650,10 @@ int pg_recon_run(struct pg_recon *r,
     int scale = loc_scale(r, loc);
     json_t *pos = NULL, *synced = NULL, *agg = NULL, *list = NULL, *queued = NULL;
     char bwhy[200] = "";
-    int rc = pg_bi_daily_totals(r->bi, "getControlDailyTotals", loc, bus_dt, deadline_ms, &pos,
-                                bwhy, sizeof bwhy);
+    /* clsdBusDt basis: the checks closed on the date, as the orders' EffectiveDate is the
+     * closing business date (busDt would count a check spanning two dates on both) */
+    int rc = pg_bi_control_totals(r->bi, loc, PG_BI_CLSD_BUS_DT, bus_dt, deadline_ms, &pos, bwhy,
+                                  sizeof bwhy);
     if (rc != PG_OK) {
         snprintf(why, whysz, "micros: %s", bwhy[0] ? bwhy : pg_strerror(rc));
         goto out;

@@ -3,7 +3,9 @@
  * three columns per revenue center and in total, each a count of closed checks and their total
  * in exact minor units:
  *
- *   pos         getControlDailyTotals (micros-wire.md §1.6): numClsdChks and clsdChkTtl per
+ *   pos         getControlDailyTotals (micros-wire.md §1.6) with clsdBusDt (the reference's
+ *               recipe: the checks closed on the date, as orders are dated by clsdBusDt; busDt
+ *               would count a check spanning two dates on both): numClsdChks and clsdChkTtl per
  *               revenue center. clsdChkTtl is the sum of the closed checks' chkTtl — exactly the
  *               amount the transform writes to the order's check total (POS_Check_Total__c), so
  *               the two compare to the cent. (netSlsTtl of getOperationsDailyTotals leaves out

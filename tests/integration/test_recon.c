@@ -317,6 +317,27 @@ static void match_to_the_cent(void **state)
     assert_int_equal(json_integer_value(diff(rep, "open_in_salesforce")), 1);
     assert_int_equal(json_integer_value(diff(rep, "open_synced")), 1);
     assert_false(json_is_true(json_object_get(json_object_get(rep, "repull"), "requested")));
+    /* the POS column asked MICROS for the checks closed on the date (clsdBusDt basis) */
+    char lu[256];
+    snprintf(lu, sizeof lu, "%s/_sim/log", sim.micros_url);
+    json_t *log = http_json("GET", lu, NULL, NULL, 200);
+    int clsd = 0, other = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(log, i, e)
+    {
+        const char *p = json_string_value(json_object_get(e, "path"));
+        const json_t *b = json_object_get(e, "body");
+        if (!p || !strstr(p, "getControlDailyTotals"))
+            continue;
+        if (json_object_get(b, "clsdBusDt") && !json_object_get(b, "busDt"))
+            clsd++;
+        else
+            other++;
+    }
+    json_decref(log);
+    assert_true(clsd > 0);
+    assert_int_equal(other, 0);
     /* the last report is stored */
     char *stored = redis_str("GET %s%s", PG_KEY_CHK_RECON, LOC ":" DAY);
     assert_non_null(stored);
