@@ -289,7 +289,7 @@ static int reply_member(struct pg_req *req, const json_t *m, const char *xcache)
  * here and is rendered once. Direct-mapped; a collision replaces the older entry. Bounded:
  * RCACHE_SLOTS entries of at most RCACHE_BYTES_MAX bytes each.
  */
-#define RCACHE_SLOTS 16384
+#define RCACHE_SLOTS 65536
 #define RCACHE_STRIPES 64
 #define RCACHE_BYTES_MAX 8192
 

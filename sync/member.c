@@ -235,16 +235,15 @@ int pg_member_get(enum pg_member_kind kind,
  * read *before* the Redis read that produced it, so a write that lands between that read and
  * the store is never hidden. While the pair is not established, the near cache is off.
  */
-#define NEAR_SLOTS 16384
+#define NEAR_SLOTS 262144 /* a key per identifier: 10,000 members are up to 40,000 keys */
 #define NEAR_STRIPES 64
 #define NEAR_REC_MAX 8192
 #define NEAR_RETRY_MS 500
 
 struct near_entry {
     uint64_t gen;
-    char key[336]; /* kind:value */
-    size_t len;
-    char rec[]; /* the record as Redis holds it */
+    size_t klen, len;
+    char data[]; /* kind:value, NUL, then the record as Redis holds it (len bytes) */
 };
 
 static struct near_entry *near_tab[NEAR_SLOTS];
@@ -432,8 +431,9 @@ int pg_member_near_get(
     int found = 0;
     pthread_mutex_lock(mu);
     const struct near_entry *e = near_tab[slot];
-    if (e && e->gen == gen && e->len <= bufsz && strcmp(e->key, key) == 0) {
-        memcpy(buf, e->rec, e->len);
+    if (e && e->gen == gen && e->len <= bufsz && e->klen == (size_t)kl &&
+        memcmp(e->data, key, (size_t)kl) == 0) {
+        memcpy(buf, e->data + kl + 1, e->len);
         *len = e->len;
         found = 1;
     }
@@ -452,13 +452,14 @@ void pg_member_near_put(
     int kl = near_key(kind, value, key, sizeof key);
     if (kl < 0)
         return;
-    struct near_entry *e = malloc(sizeof *e + len);
+    struct near_entry *e = malloc(sizeof *e + (size_t)kl + 1 + len);
     if (!e)
         return;
     e->gen = gen;
-    memcpy(e->key, key, (size_t)kl + 1);
+    e->klen = (size_t)kl;
+    memcpy(e->data, key, (size_t)kl + 1);
     e->len = len;
-    memcpy(e->rec, rec, len);
+    memcpy(e->data + kl + 1, rec, len);
     size_t slot = fnv64(key, (size_t)kl) & (NEAR_SLOTS - 1);
     pthread_mutex_t *mu = &near_mu[slot % NEAR_STRIPES];
     pthread_mutex_lock(mu);

@@ -84,7 +84,9 @@ int pg_member_get(enum pg_member_kind kind,
  * lookup reads Redis. pg_member_put also drops them at once, so this instance's next lookup
  * sees its own write. Bound: another instance's write is seen here once Redis's message arrives
  * (it is sent in the same event-loop pass that answers the write; loopback: well under a ms).
- * Records only (not "not found"); NEAR entries: 16,384 direct-mapped slots of at most 8 KiB.
+ * Records only (not "not found"), one entry per identifier (kind:value) holding a copy of the
+ * record; 262,144 direct-mapped slots (a collision replaces the older entry: with the 40,000
+ * identifiers of 10,000 members, ~14 % share a slot) of at most 8 KiB each.
  */
 
 /** The generation to store under: read it before the Redis read whose record is stored. */
