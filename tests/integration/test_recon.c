@@ -15,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 #include <jansson.h>
 
+#include "auth/jwt.h"
 #include "micros/bi.h"
 #include "server/util.h"
 #include "store/redis.h"
@@ -195,6 +198,40 @@ static const json_t *diff(const json_t *rep, const char *k)
     return json_object_get(json_object_get(rep, "differences"), k);
 }
 
+/* A partner's bearer JWT with scope (and a stores claim when store is not NULL). */
+static char *partner_token(const char *scope, const char *store)
+{
+    char *pem = NULL;
+    size_t len = 0;
+    assert_int_equal(
+        pg_read_file(pg_t_src("tests/data/jwt/test-rsa-a.key.pem"), 1 << 16, &pem, &len), 0);
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:s}", "iss", "https://partners.example",
+                               "aud", "posgate", "sub", "finance-dashboard", "exp",
+                               (json_int_t)(time(NULL) + 300), "scope", scope);
+    if (store)
+        json_object_set_new(claims, "stores", json_pack("[s]", store));
+    char *tok = NULL;
+    assert_int_equal(pg_jwt_sign_rs256(pem, len, "p-2026a", claims, &tok), 0);
+    json_decref(claims);
+    free(pem);
+    return tok;
+}
+
+static long partner_get(const char *scope, const char *store)
+{
+    char u[256], auth[4096];
+    char *tok = partner_token(scope, store);
+    snprintf(u, sizeof u, "%s/v1/reconciliation?location=" LOC "&business_date=" DAY, gw.url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+    free(tok);
+    const char *h[] = {auth, NULL};
+    struct pg_t_resp r;
+    assert_int_equal(pg_t_http("GET", u, h, NULL, 0, 30000, &r), 0);
+    long st = r.status;
+    pg_t_resp_free(&r);
+    return st;
+}
+
 /* ---------------------------------------------------------------- setup */
 
 static int setup(void **state)
@@ -233,8 +270,11 @@ static int setup(void **state)
              "\":{\"pricebook_id\":\"01s5g000000StdPAAS\",\"account_id\":\"0015g00000ZkM3hAAF\"},"
              "\"1235\":{\"pricebook_id\":\"01s5g000000StdPAAS\"}}},"
              "\"reconcile\":{\"enabled\":true,\"interval_s\":1}},"
+             "\"partners\":{\"jwt\":{\"iss\":\"https://partners.example\",\"aud\":\"posgate\","
+             "\"keys\":{\"p-2026a\":{\"alg\":\"RS256\",\"key\":\"file:%s\"}}}},"
              "\"admin\":{\"api_key_hashes\":[\"" ADMIN_HASH "\"]}}",
-             R.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), sim.micros_url);
+             R.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), sim.micros_url,
+             pg_t_src("tests/data/jwt/test-rsa-a.pub.pem"));
     if (pg_t_gateway_start(&gw, g) != 0)
         return -1;
     /* the day's closed checks, read as a client of the BI API: what control totals count */
@@ -458,6 +498,16 @@ static void errors(void **state)
     pg_t_resp_free(&r);
 }
 
+/* Partners read the report with the scope reconciliation:read, for the stores their token names. */
+static void partner_scope(void **state)
+{
+    (void)state;
+    assert_int_equal(partner_get("reconciliation:read", NULL), 200);
+    assert_int_equal(partner_get("openid reconciliation:read", LOC), 200);
+    assert_int_equal(partner_get("reconciliation:read", "1235"), 403); /* another store */
+    assert_int_equal(partner_get("loyalty:read admin", NULL), 403);    /* not the route's scope */
+}
+
 /*
  * The daily job reconciles every configured location's last closed business date by itself: the
  * simulator's latest business date for 1234 is DAY, so the job takes the day before, where the
@@ -502,6 +552,7 @@ int main(void)
         cmocka_unit_test(pending_while_queued),
         cmocka_unit_test(drift_names_checks_and_repulls),
         cmocka_unit_test(errors),
+        cmocka_unit_test(partner_scope),
         cmocka_unit_test(daily_job_runs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
