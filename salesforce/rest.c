@@ -407,3 +407,73 @@ int pg_sf_rest_query(struct pg_sf_rest *r,
     json_decref(j);
     return PG_OK;
 }
+
+/* A nextRecordsUrl we may follow: a path under /services/data/ of safe characters only. */
+static int next_url_ok(const char *u)
+{
+    return u && strncmp(u, "/services/data/", 15) == 0 && strlen(u) < 512 &&
+           strspn(u, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-") ==
+               strlen(u) &&
+           !strstr(u, "..");
+}
+
+int pg_sf_rest_query_all(struct pg_sf_rest *r,
+                         const char *soql,
+                         size_t max_records,
+                         int64_t deadline_ms,
+                         json_t **records,
+                         struct pg_sf_error *err)
+{
+    pg_sf__set_err(err, 0, "", "");
+    if (records)
+        *records = NULL;
+    if (!r || !records || !soql || !*soql || !max_records)
+        return PG_EINVAL;
+    struct pg_buf b;
+    pg_buf_init(&b, PATH_MAX_BYTES);
+    int rc = pg_buf_printf(&b, "/services/data/v%s/query?q=", r->api_version);
+    if (!rc)
+        rc = pg_url_encode(&b, soql);
+    if ((rc = path_done(&b, rc)))
+        return rc;
+    json_t *all = json_array();
+    char *path = pg_buf_steal(&b);
+    while (rc == PG_OK && path) {
+        json_t *j = NULL;
+        rc = sf_get(r, path, deadline_ms, &j, err);
+        free(path);
+        path = NULL;
+        if (rc)
+            break;
+        json_t *recs = json_object_get(j, "records");
+        if (!json_is_array(recs)) {
+            pg_sf__set_err(err, 200, "", "query reply has no records array");
+            rc = PG_EPROTO;
+        } else if (json_array_size(all) + json_array_size(recs) > max_records) {
+            pg_sf__set_err(err, 200, "", "query answered more records than asked for");
+            rc = PG_ETOOLARGE;
+        } else {
+            json_array_extend(all, recs);
+            const char *next = json_string_value(json_object_get(j, "nextRecordsUrl"));
+            /* done false with a next batch: follow it (salesforce-wire.md §4.1) */
+            if (!json_is_true(json_object_get(j, "done"))) {
+                if (!next_url_ok(next)) {
+                    pg_sf__set_err(err, 200, "",
+                                   "query reply not done, without a usable "
+                                   "nextRecordsUrl");
+                    rc = PG_EPROTO;
+                } else if (!(path = strdup(next))) {
+                    rc = PG_ENOMEM;
+                }
+            }
+        }
+        json_decref(j);
+    }
+    free(path);
+    if (rc) {
+        json_decref(all);
+        return rc;
+    }
+    *records = all;
+    return PG_OK;
+}

@@ -100,6 +100,18 @@ int pg_sf_rest_query(struct pg_sf_rest *r,
                      json_t **records,
                      struct pg_sf_error *err) PG_WARN_UNUSED;
 
+/**
+ * The same query with every batch: while the reply says "done": false, its nextRecordsUrl (a
+ * path under /services/data/) is fetched too, within the same deadline. PG_ETOOLARGE when more
+ * than max_records come back (nothing returned). Ownership as for pg_sf_rest_query.
+ */
+int pg_sf_rest_query_all(struct pg_sf_rest *r,
+                         const char *soql,
+                         size_t max_records,
+                         int64_t deadline_ms,
+                         json_t **records,
+                         struct pg_sf_error *err) PG_WARN_UNUSED;
+
 /** The last Sforce-Limit-Info "api-usage=N/M" seen: used and max, -1 when never seen. */
 void pg_sf_rest_limits(const struct pg_sf_rest *r, long long *used, long long *max);
 

@@ -669,7 +669,7 @@ int pg_recon_run(struct pg_recon *r,
     struct pg_sf_error se = {0};
     rc = order_soql(r, &q, sel, loc, bus_dt, tail);
     if (rc == PG_OK)
-        rc = pg_sf_rest_query(r->rest, q.data, deadline_ms, &agg, &se);
+        rc = pg_sf_rest_query_all(r->rest, q.data, 100000, deadline_ms, &agg, &se);
     pg_buf_free(&q);
     if (rc != PG_OK) {
         sf_error(rc, &se, why, whysz);
@@ -691,7 +691,8 @@ int pg_recon_run(struct pg_recon *r,
         snprintf(sel, sizeof sel, "%s, %s, %s, Status", r->f_ext, r->f_total, r->f_rvc);
         rc = order_soql(r, &q, sel, loc, bus_dt, "");
         if (rc == PG_OK)
-            rc = pg_sf_rest_query(r->rest, q.data, deadline_ms, &list, &se);
+            /* every batch: a checks listing cut at 2000 would report false drifts */
+            rc = pg_sf_rest_query_all(r->rest, q.data, 500000, deadline_ms, &list, &se);
         pg_buf_free(&q);
         if (rc != PG_OK) {
             sf_error(rc, &se, why, whysz);

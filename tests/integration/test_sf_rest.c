@@ -215,9 +215,25 @@ static int soql_unescape(const char *p, char *out, size_t outsz, const char **en
     return *p == '\'';
 }
 
+/* "SELECT Id FROM Order" answers three batches of two, linked by nextRecordsUrl (§4.1). */
+static enum MHD_Result order_batch(struct MHD_Connection *c, int batch)
+{
+    char next[160] = "", body[512];
+    if (batch < 2)
+        snprintf(next, sizeof next, "\"nextRecordsUrl\":\"" API "/query/01gRO0000016PIAYA2-%d\",",
+                 2 * (batch + 1));
+    snprintf(body, sizeof body,
+             "{\"totalSize\":6,\"done\":%s,%s\"records\":[{\"Id\":\"8015g00000Ord%d1AAA\"},"
+             "{\"Id\":\"8015g00000Ord%d2AAA\"}]}",
+             batch == 2 ? "true" : "false", next, batch, batch);
+    return reply(c, 200, body);
+}
+
 static enum MHD_Result query(struct MHD_Connection *c)
 {
     const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
+    if (q && strcmp(q, "SELECT Id FROM Order") == 0)
+        return order_batch(c, 0);
     static const char prefix[] = "SELECT Id,Email FROM Contact WHERE Email = '";
     char lit[512];
     const char *end = NULL;
@@ -265,6 +281,10 @@ static enum MHD_Result api(struct MHD_Connection *c, const char *url)
     static const char byid[] = API "/sobjects/Contact/";
     if (strcmp(url, API "/query") == 0)
         return query(c);
+    if (strcmp(url, API "/query/01gRO0000016PIAYA2-2") == 0)
+        return order_batch(c, 1);
+    if (strcmp(url, API "/query/01gRO0000016PIAYA2-4") == 0)
+        return order_batch(c, 2);
     if (strncmp(url, ext, sizeof ext - 1) == 0) {
         const char *v = url + sizeof ext - 1;
         if (strcmp(v, "LY-000123") == 0)
@@ -816,6 +836,29 @@ static void limit_info_parsed(void **state)
 #endif
 }
 
+/* pg_sf_rest_query_all follows nextRecordsUrl until done, and refuses more than asked for. */
+static void query_all_follows_batches(void **state)
+{
+    struct client *cl = *state;
+    json_t *recs = NULL;
+    struct pg_sf_error err;
+    assert_int_equal(pg_sf_rest_query(cl->rest, "SELECT Id FROM Order", in_ms(3000), &recs, &err),
+                     PG_OK);
+    assert_int_equal(json_array_size(recs), 2); /* the first batch only */
+    json_decref(recs);
+    int rc = pg_sf_rest_query_all(cl->rest, "SELECT Id FROM Order", 100, in_ms(3000), &recs, &err);
+    if (rc != PG_OK)
+        fail_msg("%d %s %s", rc, err.code, err.message);
+    assert_int_equal(json_array_size(recs), 6);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(recs, 5), "Id")),
+                        "8015g00000Ord22AAA");
+    json_decref(recs);
+    assert_int_equal(
+        pg_sf_rest_query_all(cl->rest, "SELECT Id FROM Order", 5, in_ms(3000), &recs, &err),
+        PG_ETOOLARGE);
+    assert_null(recs);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, client_new, client_free)
@@ -831,6 +874,7 @@ int main(void)
         T(grant_refused),
         T(wrong_key_is_refused_by_server),
         T(limit_info_parsed),
+        T(query_all_follows_batches),
     };
     return cmocka_run_group_tests(tests, server_start, server_stop);
 }
