@@ -120,7 +120,7 @@ static const struct cfg_key keys[] = {
     {"partners.jwt.aud", CFG_STR, OFF(partner_jwt_aud), 0, 0, 0, 0, NULL},
     {"partners.jwt.skew_s", CFG_INT, OFF(partner_jwt_skew_s), 0, 0, 600, 60, NULL},
     {"partners.jwt.keys", CFG_JSON, OFF(partner_jwt_keys), 0, 0, 0, 0, NULL},
-    /* MICROS → Salesforce: BI API, poller, push intake, transform, loader, matching, reconciliation */
+    /* MICROS → Salesforce: BI API, poller, push intake, transform, loader, matching, reconcile */
     {"checks.bi.base_url", CFG_STR, OFF(bi_base_url), 0, 0, 0, 0, NULL},
     {"checks.bi.auth_base_url", CFG_STR, OFF(bi_auth_base_url), 0, 0, 0, 0, NULL},
     {"checks.bi.org", CFG_STR, OFF(bi_org), 0, 0, 0, 0, NULL},

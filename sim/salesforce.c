@@ -240,7 +240,7 @@ static const struct pg_sim_route sf_routes[] = {
     {"GET", "/services/data", 0, sf_versions},
     {"POST", "/services/oauth2/token", 0, pg_sim_sf_token},
     {"*", "/services/oauth2/", 1, sf_oauth_not_found},
-    {"PATCH", "/services/data/v", 1, pg_sim_sf_collections}, /* others: pg_sim_sf_data */
+    {"PATCH", "/services/data/v", 1, pg_sim_sf_collections},         /* others: pg_sim_sf_data */
     {"DELETE", "/services/data/v", 1, pg_sim_sf_collections_delete}, /* others: pg_sim_sf_data */
     {"*", "/services/data/v", 1, pg_sim_sf_data},
     {"*", "/services/", 1, sf_not_found}, /* REST paths we do not serve yet still count */

@@ -61,7 +61,8 @@ int pg_sim_sf_describe_init(struct sf_priv *p, json_t *contacts);
 void pg_sim_sf_collections(struct pg_sim *sim,
                            const struct pg_sim_req *req,
                            struct pg_sim_reply *out);
-/** DELETE under /services/data/v: composite/sobjects?ids= deletes; other paths to pg_sim_sf_data. */
+/** DELETE under /services/data/v: composite/sobjects?ids= deletes; other paths to pg_sim_sf_data.
+ */
 void pg_sim_sf_collections_delete(struct pg_sim *sim,
                                   const struct pg_sim_req *req,
                                   struct pg_sim_reply *out);

@@ -15,8 +15,8 @@
  *                                ("queued" | "synced" | "dead"), synced_digest, order_id, error.
  *   pg:chk:queue                 stream, group "load": {loc, gcid, rid, enq_ms}
  *   pg:chk:dead                  dead-letter stream: {loc, gcid, code, error, ts}
- *   pg:chk:lines:<loc>:<gcid>    hash: external id of each OrderItem/payment synced → its Salesforce
- *                                Id (so a re-sync omits create-only fields and deletes stale lines)
+ *   pg:chk:lines:<loc>:<gcid>    hash: external id of each OrderItem/payment synced → its
+ * Salesforce Id (so a re-sync omits create-only fields and deletes stale lines)
  *   pg:chk:synced:<loc>:<busdt>  hash: gcid → JSON {"total": minor units (chkTtl), "rvc": rvcNum,
  *                                "closed": bool, "order": Order external id, "digest": ...}
  *                                written by the loader after a check is fully in Salesforce;
@@ -48,8 +48,8 @@
 #define PG_CHECKQ_LOC_MAX 64
 
 struct pg_checkq_item {
-    const char *loc_ref;  /* borrowed */
-    const json_t *check;  /* one BI guest check object; borrowed */
+    const char *loc_ref; /* borrowed */
+    const json_t *check; /* one BI guest check object; borrowed */
 };
 
 enum pg_checkq_result {
