@@ -426,6 +426,42 @@ static void test_changed_check(void **state)
     json_decref(c);
 }
 
+/* A reply lost after Salesforce applied it (here: posgate's map of what Salesforce holds is
+ * gone): the next load sends create-only fields on the update path, Salesforce refuses them,
+ * the loader resends those records as updates. Still one order, the same items. */
+static void test_lost_replies(void **state)
+{
+    json_t *c = load_check("reference_balanced", 1501);
+    assert_int_equal(put(c), PG_CHECKQ_QUEUED);
+    wait_synced(1501);
+    json_t *st = sim_call("GET", "/_sim/state", NULL);
+    struct sale a;
+    sale_of(st, 1501, "", &a);
+    assert_int_equal(pg_t_redis_cmd(&redis, "DEL " PG_KEY_CHK_LINES LOC ":1501"), 0);
+    json_object_set_new(c, "lastUpdatedUTC", json_string("2023-12-10T16:00:00"));
+    assert_int_equal(put(c), PG_CHECKQ_QUEUED);
+    wait_synced(1501);
+    json_t *st2 = sim_call("GET", "/_sim/state", NULL);
+    struct sale b;
+    sale_of(st2, 1501, "", &b);
+    assert_string_equal(json_string_value(json_object_get(a.order, "Id")),
+                        json_string_value(json_object_get(b.order, "Id")));
+    assert_string_equal(json_string_value(json_object_get(b.order, "Status")), "Activated");
+    assert_int_equal(json_array_size(b.items), 2);
+    assert_int_equal(json_array_size(b.payments), 2);
+    assert_int_equal(sum_field(b.payments, "Amount__c"), 31390);
+    /* the map is whole again */
+    char *id = hget(PG_KEY_CHK_LINES LOC ":1501", "OrderItem:ACME-" LOC "-150158");
+    assert_non_null(id);
+    assert_int_equal(strncmp(id, "802", 3), 0);
+    free(id);
+    sale_free(&a);
+    sale_free(&b);
+    json_decref(st);
+    json_decref(st2);
+    json_decref(c);
+}
+
 /* Lock contention on a third of the records: every check still loads, each exactly once. */
 static void test_lock_errors(void **state)
 {
@@ -588,10 +624,10 @@ static void test_limit_pause(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_one),           cmocka_unit_test(test_same_check_thrice),
-        cmocka_unit_test(test_changed_check),      cmocka_unit_test(test_lock_errors),
-        cmocka_unit_test(test_dead_letter_replay), cmocka_unit_test(test_outage),
-        cmocka_unit_test(test_limit_pause),
+        cmocka_unit_test(test_load_one),      cmocka_unit_test(test_same_check_thrice),
+        cmocka_unit_test(test_changed_check), cmocka_unit_test(test_lost_replies),
+        cmocka_unit_test(test_lock_errors),   cmocka_unit_test(test_dead_letter_replay),
+        cmocka_unit_test(test_outage),        cmocka_unit_test(test_limit_pause),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
