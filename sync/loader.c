@@ -635,12 +635,33 @@ static int load_records(struct load *ld, json_t *xf)
         goto out_stale;
 
     /* Step 4: items and payments (then orders) synced before and no longer on the check. Items
-     * go first: deleting an order takes its items with it. */
+     * go first: deleting an order takes its items with it. A standard Payment cannot be deleted
+     * once Processed (salesforce-wire §5.6): it is moved to Canceled instead. */
+    json_t *cancel = json_array();
+    json_object_foreach(ld->known, key, v)
+    {
+        if (strncmp(key, "Payment:", 8) == 0 && !json_object_get(ld->sent, key))
+            json_array_append_new(cancel,
+                                  json_pack("{s:{s:s}, s:s, s:s}", "attributes", "type", "Payment",
+                                            pl.names.payment_ext, key + 8, "Status", "Canceled"));
+    }
+    failed = json_array_size(cancel) && upsert_all(ld, "Payment", pl.names.payment_ext, cancel, 0);
+    json_array_foreach(cancel, i, r)
+    {
+        char ck[300];
+        known_key(ck, sizeof ck, "Payment", ext_of(r, pl.names.payment_ext));
+        if (!failed)
+            forget(ld, ck); /* canceled: no longer one of the check's payments */
+    }
+    json_decref(cancel);
+    if (failed)
+        goto out_stale;
     for (int pass = 0; pass < 2; pass++) {
         json_object_foreach(ld->known, key, v)
         {
             int is_order = strncmp(key, "Order:", 6) == 0;
-            if (json_object_get(ld->sent, key) || is_order != pass)
+            if (json_object_get(ld->sent, key) || is_order != pass ||
+                strncmp(key, "Payment:", 8) == 0)
                 continue;
             const char *id = json_string_value(v);
             if (id && *id) {

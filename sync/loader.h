@@ -12,7 +12,8 @@
  *      (the standard book's first when checks.load.standard_pricebook_id names another book);
  *   3. the Order (and the adjustment order), always as Draft: Salesforce creates orders only as
  *      Draft and refuses item changes on an activated order, so a re-sync reverts it first;
- *   4. lines synced before that are no longer on the check: deleted (collections DELETE);
+ *   4. lines synced before that are no longer on the check: deleted (collections DELETE), but a
+ *      standard Payment is moved to Canceled (a Processed Payment cannot be deleted);
  *   5. OrderItems: PricebookEntry set by external id reference (see PRICEBOOK ENTRIES);
  *   6. payments;
  *   7. each order's final Status (Activated / the configured values) when it is not Draft;

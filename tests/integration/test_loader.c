@@ -68,6 +68,9 @@ static long admin(const char *method, const char *path, json_t **out)
     return st;
 }
 
+/* The custom payment object unless payment_object says otherwise ("Payment": the standard one). */
+static const char *payment_object = "POS_Payment__c";
+
 static int start_gateway(int create_products)
 {
     char cfg[8192];
@@ -84,12 +87,12 @@ static int start_gateway(int create_products)
              "\"pricebook_id\":\"%s\",\"currency\":\"USD\",\"account_id\":\"" ACCOUNT "\"}},"
              "\"order_status\":{\"cancelled\":\"Activated\"},"
              "\"product_external_id_field\":\"MICROS_Item_Id__c\","
-             "\"payment_external_id_field\":\"POS_Tender_Id__c\"},"
+             "\"payment_external_id_field\":\"POS_Tender_Id__c\",\"payment_object\":\"%s\"},"
              "\"load\":{\"enabled\":true,\"workers\":2,\"retry_base_ms\":50,"
              "\"retry_cap_ms\":400,\"max_attempts\":8,\"reclaim_idle_ms\":3000,"
              "\"limit_pause_s\":2,\"timeout_ms\":3000,\"lock_ms\":15000,"
              "\"create_missing_products\":%s,\"standard_pricebook_id\":\"%s\"}}}",
-             redis.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), pos_pb,
+             redis.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), pos_pb, payment_object,
              create_products ? "true" : "false", std_pb);
     return pg_t_gateway_start(&gw, cfg);
 }
@@ -545,6 +548,50 @@ static void test_dead_letter_replay(void **state)
     json_decref(other);
 }
 
+/* The standard Payment object: payments created Processed; a tender no longer on the check is
+ * moved to Canceled (a Processed Payment cannot be deleted), never deleted. */
+static void test_standard_payment(void **state)
+{
+    payment_object = "Payment";
+    restart_gateway(1);
+    json_t *c = load_check("reference_balanced", 1601);
+    assert_int_equal(put(c), PG_CHECKQ_QUEUED);
+    wait_synced(1601);
+    json_t *st = sim_call("GET", "/_sim/state", NULL);
+    json_t *p1 = select_recs(st, "payments", "POS_Tender_Id__c", "ACME-" LOC "-160161");
+    json_t *p2 = select_recs(st, "payments", "POS_Tender_Id__c", "ACME-" LOC "-160162");
+    assert_int_equal(json_array_size(p1), 1);
+    assert_int_equal(json_array_size(p2), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(p2, 0), "Status")),
+                        "Processed");
+    assert_int_equal(cents(json_object_get(json_array_get(p1, 0), "Amount")) +
+                         cents(json_object_get(json_array_get(p2, 0), "Amount")),
+                     31390);
+    json_decref(p1);
+    json_decref(p2);
+    json_decref(st);
+    /* the second tender goes away (the check was re-tendered as one payment) */
+    json_t *lines = json_object_get(c, "detailLines");
+    json_array_remove(lines, 4);
+    json_object_set_new(json_array_get(lines, 3), "aggTtl", json_real(313.9));
+    json_object_set_new(json_array_get(lines, 3), "dspTtl", json_real(313.9));
+    json_object_set_new(c, "lastUpdatedUTC", json_string("2023-12-10T17:00:00"));
+    assert_int_equal(put(c), PG_CHECKQ_QUEUED);
+    wait_synced(1601);
+    st = sim_call("GET", "/_sim/state", NULL);
+    p1 = select_recs(st, "payments", "POS_Tender_Id__c", "ACME-" LOC "-160161");
+    p2 = select_recs(st, "payments", "POS_Tender_Id__c", "ACME-" LOC "-160162");
+    assert_int_equal(cents(json_object_get(json_array_get(p1, 0), "Amount")), 31390);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(p2, 0), "Status")),
+                        "Canceled");
+    json_decref(p1);
+    json_decref(p2);
+    json_decref(st);
+    json_decref(c);
+    payment_object = "POS_Payment__c";
+    restart_gateway(1);
+}
+
 /* Salesforce down mid-run: jobs retry; after recovery every check is whole, nothing twice. */
 static void test_outage(void **state)
 {
@@ -624,10 +671,11 @@ static void test_limit_pause(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_one),      cmocka_unit_test(test_same_check_thrice),
-        cmocka_unit_test(test_changed_check), cmocka_unit_test(test_lost_replies),
-        cmocka_unit_test(test_lock_errors),   cmocka_unit_test(test_dead_letter_replay),
-        cmocka_unit_test(test_outage),        cmocka_unit_test(test_limit_pause),
+        cmocka_unit_test(test_load_one),           cmocka_unit_test(test_same_check_thrice),
+        cmocka_unit_test(test_changed_check),      cmocka_unit_test(test_lost_replies),
+        cmocka_unit_test(test_standard_payment),   cmocka_unit_test(test_lock_errors),
+        cmocka_unit_test(test_dead_letter_replay), cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_limit_pause),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
