@@ -376,7 +376,8 @@ static json_t *gen_contact(uint64_t *rng, json_t *contacts, int n)
     static const char *const prefs[] = {"Vegetarian",  "Vegan", "Gluten Free",    "Dairy Free",
                                         "Window Seat", "Patio", "Email Receipts", "SMS Offers"};
     static const char alnum[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    char id15[16], id[19], email[128], phone[20], loyalty[16], p[64] = "", ts[32];
+    char id15[16], id[19], acct15[16], acct[19], email[128], phone[20], loyalty[16], p[64] = "",
+                                                                                     ts[32];
 
     do {
         snprintf(id15, sizeof id15, "0035g00000");
@@ -385,6 +386,9 @@ static json_t *gen_contact(uint64_t *rng, json_t *contacts, int n)
         id15[15] = '\0';
         pg_sim_sf_id18(id15, id);
     } while (has_id15(contacts, id));
+    /* a B2C org: each member has its own (person) account, 001 + the contact's 5 characters */
+    snprintf(acct15, sizeof acct15, "0015g00000%s", id15 + 10);
+    pg_sim_sf_id18(acct15, acct);
     const char *fn = first[rng_below(rng, 20)], *ln = last[rng_below(rng, 20)];
     snprintf(email, sizeof email, "%s.%s@example.com", fn, ln);
     for (int k = 2; has_value(contacts, "Email", email); k++)
@@ -421,10 +425,10 @@ static json_t *gen_contact(uint64_t *rng, json_t *contacts, int n)
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S.000Z", &tm);
     char card[17];
     gen_card(id, contacts, card);
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:s}", "Id", id, "FirstName", fn,
-                     "LastName", ln, "Email", email, "MobilePhone", phone, "Phone_E164__c", phone,
-                     "Loyalty_Id__c", loyalty, "Loyalty_Card__c", card, "Loyalty_Tier__c", tier,
-                     "Loyalty_Points__c", (int)pts, "Preferences__c",
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:o,s:s}", "Id", id, "AccountId",
+                     acct, "FirstName", fn, "LastName", ln, "Email", email, "MobilePhone", phone,
+                     "Phone_E164__c", phone, "Loyalty_Id__c", loyalty, "Loyalty_Card__c", card,
+                     "Loyalty_Tier__c", tier, "Loyalty_Points__c", (int)pts, "Preferences__c",
                      p[0] ? json_string(p) : json_null(), "SystemModstamp", ts);
 }
 

@@ -35,8 +35,10 @@ static const char NO_COLUMN_TAIL[] =
 
 int pg_sim_sf_describe_init(struct sf_priv *p, json_t *contacts)
 {
-    static const char *const base[] = {"Id",    "Name",  "FirstName",   "LastName",
-                                       "Email", "Phone", "MobilePhone", NULL};
+    /* Standard Contact fields every org has, whatever the seed holds. AccountId is a lookup:
+     * typed "id" like Id (15/18-char literals, compared on the 15-char part). */
+    static const char *const base[] = {"Id",    "AccountId", "Name",        "FirstName", "LastName",
+                                       "Email", "Phone",     "MobilePhone", NULL};
     size_t i;
     json_t *c;
     p->fields = json_array();
@@ -45,7 +47,9 @@ int pg_sim_sf_describe_init(struct sf_priv *p, json_t *contacts)
         return PG_ENOMEM;
     for (const char *const *f = base; *f; f++) {
         json_array_append_new(p->fields, json_string(*f));
-        json_object_set_new(p->types, *f, json_string(strcmp(*f, "Id") == 0 ? "id" : "string"));
+        json_object_set_new(
+            p->types, *f,
+            json_string(strcmp(*f, "Id") == 0 || strcmp(*f, "AccountId") == 0 ? "id" : "string"));
     }
     json_array_foreach(contacts, i, c)
     {

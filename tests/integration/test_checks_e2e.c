@@ -373,7 +373,7 @@ static int setup(void **state)
              "\"load\":{\"enabled\":true,\"workers\":3,\"retry_base_ms\":100,"
              "\"retry_cap_ms\":1000,\"max_attempts\":50,\"reclaim_idle_ms\":5000,"
              "\"create_missing_products\":true,\"standard_pricebook_id\":\"%s\"},"
-             "\"matching\":{\"enabled\":false},"
+             "\"matching\":{},"
              "\"reconcile\":{\"enabled\":false}}}",
              redis.url, sim.url, pg_t_src("tests/data/keys/sf-oauth.key"), sim.micros_url, locs_cfg,
              std_pb);
@@ -403,6 +403,69 @@ static void test_day_reconciles(void **state)
         assert_location_reconciles(locs[i]);
         assert_string_equal(recon_status(locs[i]), "match");
     }
+}
+
+/* Checks that name a member (a memberId extension) land on that member's Account; the others on
+ * the location's walk-in account. */
+static void test_customers_matched(void **state)
+{
+    (void)state;
+    json_t *st = sf_state();
+    json_t *acct_of = json_object();    /* loyalty id → AccountId */
+    json_t *order_acct = json_object(); /* order external id → AccountId */
+    size_t i, j;
+    json_t *c, *e;
+    json_array_foreach(json_object_get(st, "contacts"), i, c)
+    {
+        const char *lid = json_string_value(json_object_get(c, "Loyalty_Id__c"));
+        const char *aid = json_string_value(json_object_get(c, "AccountId"));
+        if (lid && aid)
+            json_object_set_new(acct_of, lid, json_string(aid));
+    }
+    json_array_foreach(json_object_get(st, "orders"), i, c)
+    {
+        const char *ext = json_string_value(json_object_get(c, "POS_Check_Id__c"));
+        if (ext)
+            json_object_set(order_acct, ext, json_object_get(c, "AccountId"));
+    }
+    int members = 0, walkins = 0;
+    for (int k = 0; k < NLOCS; k++) {
+        json_t *resp = NULL;
+        char why[256];
+        assert_int_equal(pg_bi_guest_checks(bi, locs[k], PG_BI_BUS_DT, DAY, NULL, 0,
+                                            pg_now_ms() + 20000, &resp, NULL, why, sizeof why),
+                         PG_OK);
+        json_array_foreach(json_object_get(resp, "guestChecks"), i, c)
+        {
+            char ext[96];
+            snprintf(ext, sizeof ext, "ACME-%s-%lld", locs[k],
+                     (long long)json_integer_value(json_object_get(c, "guestCheckId")));
+            const char *got = json_string_value(json_object_get(order_acct, ext));
+            assert_non_null(got);
+            const char *want = WALKIN;
+            json_array_foreach(json_object_get(c, "extensions"), j, e)
+            {
+                const char *dn = json_string_value(json_object_get(e, "dataName"));
+                const char *lid = json_string_value(json_object_get(e, "data"));
+                if (dn && lid && strcmp(dn, "memberId") == 0 && json_object_get(acct_of, lid))
+                    want = json_string_value(json_object_get(acct_of, lid));
+            }
+            if (strcmp(want, WALKIN) != 0)
+                members++;
+            else
+                walkins++;
+            if (strcmp(got, want) != 0)
+                fail_msg("order %s: AccountId %s, expected %s", ext, got, want);
+        }
+        json_decref(resp);
+    }
+    print_message("orders on a member's account: %d, on the walk-in account: %d\n", members,
+                  walkins);
+    assert_true(members > 0);
+    assert_true(walkins > 0);
+    json_decref(order_acct);
+    json_decref(acct_of);
+    json_decref(st);
 }
 
 /* A second full pull of the day (cursor dropped) changes nothing in Salesforce. */
@@ -474,6 +537,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_day_reconciles),
+        cmocka_unit_test(test_customers_matched),
         cmocka_unit_test(test_resync_changes_nothing),
         cmocka_unit_test(test_late_upload_caught),
         cmocka_unit_test(test_salesforce_outage_mid_load),
