@@ -34,6 +34,7 @@ static void expect_error(const char *text, const char *needle)
 static void example_file_loads(void **state)
 {
     setenv("POSGATE_REDIS_PASSWORD", "s3cret", 1);
+    setenv("POSGATE_BI_PASSWORD", "bi-s3cret", 1);
     struct pg_config *c = NULL;
     int rc = pg_config_load(pg_t_src("config/posgate.example.json"), &c, err, sizeof err);
     if (rc)
@@ -44,8 +45,12 @@ static void example_file_loads(void **state)
     assert_string_equal(c->redis_password, "s3cret");
     assert_true(c->http_threads >= 1); /* 0 means one per core */
     assert_int_equal(c->http_body_max_bytes, 1048576);
+    assert_string_equal(c->bi_password, "bi-s3cret"); /* checks.bi.password: "env:..." */
+    assert_false(c->poll_enabled);
+    assert_non_null(json_object_get(c->checks_transform, "locations"));
     pg_config_free(c);
     unsetenv("POSGATE_REDIS_PASSWORD");
+    unsetenv("POSGATE_BI_PASSWORD");
 }
 
 static void defaults_apply(void **state)
