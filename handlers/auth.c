@@ -175,7 +175,7 @@ int pg_hnd_prepare(const struct pg_app *app, char *err, size_t errsz)
 void pg_hnd_shutdown(void)
 {
     pg_hnd_recon_shutdown();
-    pg_rate_stop(); /* lookups' rate-limit flusher: before Redis is shut down */
+    pg_rate_stop();        /* lookups' rate-limit flusher: before Redis is shut down */
     pg_member_near_stop(); /* and the near cache's subscriber */
     pg_sf_rest_free(pg_hnd.sf_rest);
     pg_sf_oauth_free(pg_hnd.sf_oauth);
