@@ -29,6 +29,54 @@
 
 #define MAX_RECORDS 200
 #define MAX_EXT 4
+#define MAX_IDX 8 /* field indexes per stored array */
+
+/*
+ * Indexes over the stored arrays (sim->state "orders", "order_items", "products",
+ * "pricebook_entries", "payments"), so that a call costs the same whatever the volume stored.
+ * The arrays stay the source of truth (SOQL in sf_rest.c and /_sim/state read them): an index
+ * only narrows the candidates, and every caller checks each candidate with the predicate the
+ * linear scans used, so a hash collision or a stale entry can never change an answer. An index
+ * is rebuilt from its array when the array is not the one indexed or its size changed behind our
+ * back (a reset, or writes by other code), and /_sim/reset drops them all.
+ */
+struct slot {
+    uint64_t h;   /* key hash (the record pointer's hash in the position map) */
+    json_t *rec;  /* NULL: a free slot */
+    uint64_t seq; /* the record's order in its array (entries are kept in array order) */
+};
+
+/* Open addressing with linear probing; a multimap: several records may share a key. */
+struct tab {
+    struct slot *s;
+    size_t cap, n; /* cap: 0 or a power of two */
+};
+
+struct fidx {
+    char field[64];
+    int fold; /* 1: case-folded scalar text (external ids); 0: the string's first 15 chars (Ids) */
+    struct tab t;
+};
+
+struct arrix {
+    json_t *arr;       /* the indexed array (a reference); NULL: nothing built */
+    size_t size;       /* its size when last seen by us */
+    uint64_t next_seq; /* sequence of the next appended record */
+    struct tab pos;    /* record -> seq; holds one reference per record */
+    struct fidx ix[MAX_IDX];
+    int nix;
+};
+
+/* The allOrNone undo log of one call (applied in reverse on rollback). */
+enum { U_MOD, U_ADD, U_DEL, U_GONE, U_ARR };
+struct undo {
+    int op, a;
+    json_t *rec;   /* a reference (U_MOD, U_ADD, U_DEL) */
+    json_t *saved; /* U_MOD: a shallow copy of rec before the call touched it */
+    size_t pos;    /* U_DEL: where rec was in its array */
+    uint64_t seq;  /* U_DEL: its sequence (0: unknown, the index is rebuilt) */
+    char id15[16]; /* U_GONE */
+};
 
 struct sf_coll {
     /* settings (POST /_sim/collections; back to defaults on /_sim/reset) */
@@ -48,6 +96,12 @@ struct sf_coll {
     long long calls, records, created, updated, failed, lock_errors, deleted;
     json_t *gone; /* ids deleted through DELETE /composite/sobjects: id15 -> true */
     char std_pricebook[19], pos_pricebook[19];
+    struct arrix ax[5]; /* one per stored array (kinds O_ORDER..O_PAYMENT) */
+    /* the current call's undo log, kept only while logging (allOrNone true) */
+    int logging;
+    struct undo *undo;
+    size_t nundo, undocap;
+    struct tab touched; /* records with a U_MOD already logged in this call */
 };
 
 enum { O_ORDER, O_ITEM, O_PRODUCT, O_PBE, O_PAYMENT, O_CUSTOM, O_N };
@@ -186,6 +240,9 @@ static const struct {
     {O_ORDER, "Original_Order__r", "Original_Order__c", O_ORDER},
 };
 
+static void ax_drop(struct arrix *x);
+static void tab_free(struct tab *t);
+
 static struct sf_coll *coll(struct pg_sim *sim)
 {
     return ((struct sf_priv *)sim->priv)->coll;
@@ -251,8 +308,13 @@ int pg_sim_sf_coll_init(struct sf_priv *p)
 
 void pg_sim_sf_coll_free(struct sf_priv *p)
 {
-    if (p->coll)
+    if (p->coll) {
+        for (int a = 0; a < O_CUSTOM; a++)
+            ax_drop(&p->coll->ax[a]);
+        free(p->coll->undo);
+        tab_free(&p->coll->touched);
         json_decref(p->coll->gone);
+    }
     free(p->coll);
     p->coll = NULL;
 }
@@ -264,6 +326,8 @@ void pg_sim_sf_coll_reset(struct pg_sim *sim)
     c->calls = c->records = c->created = c->updated = c->failed = c->lock_errors = 0;
     c->deleted = 0;
     json_object_clear(c->gone);
+    for (int a = 0; a < O_CUSTOM; a++) /* the state is the seed again: index it afresh */
+        ax_drop(&c->ax[a]);
 }
 
 static json_t *pricebooks(struct sf_coll *c)
@@ -335,19 +399,304 @@ static int is_type(json_t *rec, const char *type)
     return t && strcmp(t, type) == 0;
 }
 
-/* Records of kind whose field equals val (case-insensitively); up to 8 matches into out. */
+static const char *str(json_t *o, const char *f)
+{
+    return json_string_value(json_object_get(o, f));
+}
+
+/* str() or "" (records stored through /_sim/collections/records may lack anything). */
+static const char *sv(json_t *o, const char *f)
+{
+    const char *s = str(o, f);
+    return s ? s : "";
+}
+
+/* ---- indexes (see struct arrix) ---- */
+
+/* The stored array of a kind: the custom payment object shares "payments" with Payment. */
+static int arr_of(int kind)
+{
+    return kind == O_CUSTOM ? O_PAYMENT : kind;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t ptr_hash(const void *p)
+{
+    return mix64((uint64_t)(uintptr_t)p);
+}
+
+/* FNV-1a of s[0..n), folded with tolower() as strcasecmp() folds (same locale). */
+static uint64_t str_hash(const char *s, size_t n, int fold)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        h = (h ^ (unsigned char)(fold ? tolower(ch) : ch)) * 0x100000001b3ULL;
+    }
+    return mix64(h);
+}
+
+static void tab_free(struct tab *t)
+{
+    free(t->s);
+    memset(t, 0, sizeof *t);
+}
+
+static int tab_put(struct tab *t, uint64_t h, json_t *rec, uint64_t seq)
+{
+    if ((t->n + 1) * 4 > t->cap * 3) {
+        size_t ncap = t->cap ? t->cap * 2 : 64;
+        struct slot *ns = calloc(ncap, sizeof *ns);
+        if (!ns)
+            return -1;
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->s[i].rec)
+                continue;
+            size_t j = t->s[i].h & (ncap - 1);
+            while (ns[j].rec)
+                j = (j + 1) & (ncap - 1);
+            ns[j] = t->s[i];
+        }
+        free(t->s);
+        t->s = ns;
+        t->cap = ncap;
+    }
+    size_t j = h & (t->cap - 1);
+    while (t->s[j].rec)
+        j = (j + 1) & (t->cap - 1);
+    t->s[j] = (struct slot){h, rec, seq};
+    t->n++;
+    return 0;
+}
+
+static struct slot *tab_get(struct tab *t, uint64_t h, json_t *rec)
+{
+    if (!t->cap)
+        return NULL;
+    for (size_t j = h & (t->cap - 1); t->s[j].rec; j = (j + 1) & (t->cap - 1))
+        if (t->s[j].rec == rec && t->s[j].h == h)
+            return &t->s[j];
+    return NULL;
+}
+
+/* Remove the entry (h, rec); backward-shift deletion keeps every entry reachable from its home. */
+static void tab_del(struct tab *t, uint64_t h, json_t *rec)
+{
+    struct slot *hit = tab_get(t, h, rec);
+    if (!hit)
+        return;
+    size_t mask = t->cap - 1, i = (size_t)(hit - t->s), k = i;
+    for (;;) {
+        t->s[i].rec = NULL;
+        for (;;) {
+            k = (k + 1) & mask;
+            if (!t->s[k].rec) {
+                t->n--;
+                return;
+            }
+            size_t home = t->s[k].h & mask;
+            /* s[k] may fill the hole at i unless its home lies cyclically in (i, k] */
+            if (i <= k ? (home <= i || home > k) : (home <= i && home > k))
+                break;
+        }
+        t->s[i] = t->s[k];
+        i = k;
+    }
+}
+
+/* The key of rec in ix: 1 and *h, or 0 when it has none (never matched, so not indexed). */
+static int rec_key(const struct fidx *ix, json_t *rec, uint64_t *h)
+{
+    if (ix->fold) {
+        char t[256];
+        scalar_text(json_object_get(rec, ix->field), t, sizeof t);
+        if (!t[0])
+            return 0;
+        *h = str_hash(t, strlen(t), 1);
+        return 1;
+    }
+    const char *s = sv(rec, ix->field);
+    if (!s[0])
+        return 0;
+    *h = str_hash(s, strnlen(s, 15), 0);
+    return 1;
+}
+
+static void ax_drop(struct arrix *x)
+{
+    for (size_t i = 0; i < x->pos.cap; i++)
+        json_decref(x->pos.s[i].rec); /* NULL for free slots */
+    tab_free(&x->pos);
+    for (int i = 0; i < x->nix; i++)
+        tab_free(&x->ix[i].t);
+    json_decref(x->arr);
+    memset(x, 0, sizeof *x);
+}
+
+/* c->ax[a], rebuilt (position map only) when it does not describe the stored array. */
+static struct arrix *ax_fresh(struct sf_coll *c, json_t *st, int a)
+{
+    struct arrix *x = &c->ax[a];
+    json_t *arr = json_object_get(st, KIND_KEY[a]);
+    if (!json_is_array(arr))
+        arr = NULL;
+    if (x->arr && x->arr == arr && x->size == json_array_size(arr))
+        return x;
+    ax_drop(x);
+    if (!arr)
+        return x;
+    size_t i;
+    json_t *r;
+    json_array_foreach(arr, i, r)
+    {
+        if (tab_put(&x->pos, ptr_hash(r), r, i + 1)) { /* seq 0: unknown */
+            ax_drop(x);                                /* out of memory: lookups scan the array */
+            return x;
+        }
+        json_incref(r);
+    }
+    x->arr = json_incref(arr);
+    x->size = json_array_size(arr);
+    x->next_seq = x->size + 1;
+    return x;
+}
+
+static uint64_t seq_of(struct arrix *x, json_t *rec)
+{
+    struct slot *s = tab_get(&x->pos, ptr_hash(rec), rec);
+    return s ? s->seq : 0;
+}
+
+/* The index of x on field (built on first use); NULL when none can be had. */
+static struct fidx *ax_index(struct arrix *x, const char *field, int fold)
+{
+    if (!x->arr || strlen(field) >= sizeof x->ix[0].field)
+        return NULL;
+    for (int i = 0; i < x->nix; i++)
+        if (x->ix[i].fold == fold && strcmp(x->ix[i].field, field) == 0)
+            return &x->ix[i];
+    if (x->nix == MAX_IDX) { /* external id fields changed many times: start over */
+        for (int i = 0; i < x->nix; i++)
+            tab_free(&x->ix[i].t);
+        x->nix = 0;
+    }
+    struct fidx *ix = &x->ix[x->nix];
+    memset(ix, 0, sizeof *ix);
+    snprintf(ix->field, sizeof ix->field, "%s", field);
+    ix->fold = fold;
+    size_t i;
+    json_t *r;
+    json_array_foreach(x->arr, i, r)
+    {
+        uint64_t h;
+        if (rec_key(ix, r, &h) && tab_put(&ix->t, h, r, seq_of(x, r))) {
+            tab_free(&ix->t);
+            return NULL;
+        }
+    }
+    x->nix++;
+    return ix;
+}
+
+/*
+ * Candidates for a lookup: either the index entries under key's hash, in array order, or (all)
+ * every record of the array, read live. Callers check each with their own predicate.
+ */
+struct hits {
+    json_t *arr;
+    int all;
+    struct slot *e;
+    size_t n, cap;
+    struct slot local[16];
+};
+
+static size_t hits_n(const struct hits *h)
+{
+    return h->all ? json_array_size(h->arr) : h->n;
+}
+
+static json_t *hits_at(const struct hits *h, size_t i)
+{
+    return h->all ? json_array_get(h->arr, i) : h->e[i].rec;
+}
+
+static void hits_free(struct hits *h)
+{
+    if (h->e != h->local)
+        free(h->e);
+}
+
+static void collect(struct sf_coll *c,
+                    json_t *st,
+                    int a,
+                    const char *field,
+                    int fold,
+                    const char *key,
+                    struct hits *out)
+{
+    struct arrix *x = ax_fresh(c, st, a);
+    out->arr = json_object_get(st, KIND_KEY[a]);
+    out->all = 0;
+    out->e = out->local;
+    out->n = 0;
+    out->cap = sizeof out->local / sizeof out->local[0];
+    size_t klen = fold ? strlen(key) : strnlen(key, 15);
+    struct fidx *ix = klen ? ax_index(x, field, fold) : NULL;
+    if (!ix) { /* an empty key (only some Ids) or no memory: scan like before */
+        out->all = 1;
+        return;
+    }
+    uint64_t h = str_hash(key, klen, fold);
+    struct tab *t = &ix->t;
+    for (size_t j = t->cap ? h & (t->cap - 1) : 0; t->cap && t->s[j].rec;
+         j = (j + 1) & (t->cap - 1)) {
+        if (t->s[j].h != h)
+            continue;
+        if (out->n == out->cap) {
+            struct slot *ne = malloc(out->cap * 2 * sizeof *ne);
+            if (!ne) {
+                hits_free(out);
+                out->all = 1;
+                return;
+            }
+            memcpy(ne, out->e, out->n * sizeof *ne);
+            hits_free(out);
+            out->e = ne;
+            out->cap *= 2;
+        }
+        out->e[out->n++] = t->s[j];
+    }
+    for (size_t i = 1; i < out->n; i++) /* insertion sort by seq: a few entries at most */
+        for (size_t k = i; k > 0 && out->e[k - 1].seq > out->e[k].seq; k--) {
+            struct slot tmp = out->e[k];
+            out->e[k] = out->e[k - 1];
+            out->e[k - 1] = tmp;
+        }
+}
+
+/* Records of kind whose field equals val (case-insensitively), in array order; up to max into out.
+ */
 static size_t find_ext(struct sf_coll *c,
-                       json_t *w,
+                       json_t *st,
                        int kind,
                        const char *field,
                        const char *val,
                        json_t **out,
                        size_t max)
 {
-    size_t i, n = 0;
-    json_t *r;
-    json_array_foreach(json_object_get(w, KIND_KEY[kind]), i, r)
-    {
+    size_t n = 0;
+    struct hits h;
+    if (!val[0])
+        return 0;
+    collect(c, st, arr_of(kind), field, 1, val, &h);
+    for (size_t i = 0; i < hits_n(&h); i++) {
+        json_t *r = hits_at(&h, i);
         char t[256];
         if (!is_type(r, kind_name(c, kind)))
             continue;
@@ -358,22 +707,212 @@ static size_t find_ext(struct sf_coll *c,
             n++;
         }
     }
+    hits_free(&h);
     return n;
 }
 
-static json_t *find_id(json_t *w, int kind, const char *id)
+/* The first record (in array order) of kind's array whose Id matches id on 15 characters. */
+static json_t *find_id(struct sf_coll *c, json_t *st, int kind, const char *id)
 {
-    size_t i;
-    json_t *r;
     if (!id || (strlen(id) != 15 && strlen(id) != 18))
         return NULL;
-    json_array_foreach(json_object_get(w, KIND_KEY[kind]), i, r)
-    {
-        const char *v = json_string_value(json_object_get(r, "Id"));
+    struct hits h;
+    json_t *hit = NULL;
+    collect(c, st, arr_of(kind), "Id", 0, id, &h);
+    for (size_t i = 0; i < hits_n(&h) && !hit; i++) {
+        const char *v = str(hits_at(&h, i), "Id");
         if (v && strncmp(v, id, 15) == 0)
-            return r;
+            hit = hits_at(&h, i);
     }
-    return NULL;
+    hits_free(&h);
+    return hit;
+}
+
+/* ---- writes to the stored arrays: they keep the indexes and the undo log up to date ---- */
+
+static void undo_push(struct sf_coll *c, struct undo u)
+{
+    if (c->nundo == c->undocap) {
+        size_t ncap = c->undocap ? c->undocap * 2 : 64;
+        struct undo *nu = realloc(c->undo, ncap * sizeof *nu);
+        if (!nu) {
+            /* cannot happen in practice; losing the entry would make a rollback partial */
+            fprintf(stderr, "posgate-sim: out of memory in the collections undo log\n");
+            abort();
+        }
+        c->undo = nu;
+        c->undocap = ncap;
+    }
+    c->undo[c->nundo++] = u;
+}
+
+/* Every array exists once a call ran (as before: a committed call stored all five). */
+static void ensure_arrays(struct sf_coll *c, json_t *st)
+{
+    for (int a = 0; a < O_CUSTOM; a++) {
+        if (json_object_get(st, KIND_KEY[a]))
+            continue;
+        json_object_set_new(st, KIND_KEY[a], json_array());
+        if (c->logging)
+            undo_push(c, (struct undo){.op = U_ARR, .a = a});
+    }
+}
+
+/* Append rec (the reference is stolen) to array a. */
+static void rec_append(struct sf_coll *c, json_t *st, int a, json_t *rec)
+{
+    struct arrix *x = ax_fresh(c, st, a);
+    json_t *arr = json_object_get(st, KIND_KEY[a]);
+    if (json_array_append_new(arr, rec))
+        return;
+    if (c->logging)
+        undo_push(c, (struct undo){.op = U_ADD, .a = a, .rec = json_incref(rec)});
+    if (!x->arr)
+        return;
+    uint64_t seq = x->next_seq++;
+    if (tab_put(&x->pos, ptr_hash(rec), rec, seq)) {
+        ax_drop(x);
+        return;
+    }
+    json_incref(rec);
+    x->size++;
+    for (int i = 0; i < x->nix; i++) {
+        uint64_t h;
+        if (rec_key(&x->ix[i], rec, &h) && tab_put(&x->ix[i].t, h, rec, seq)) {
+            ax_drop(x);
+            return;
+        }
+    }
+}
+
+/* Put rec back at pos of array a with its old seq (undoing a removal). */
+static void rec_insert(struct sf_coll *c, json_t *st, int a, size_t pos, json_t *rec, uint64_t seq)
+{
+    struct arrix *x = ax_fresh(c, st, a);
+    json_array_insert(json_object_get(st, KIND_KEY[a]), pos, rec);
+    if (!x->arr)
+        return;
+    if (!seq || tab_put(&x->pos, ptr_hash(rec), rec, seq)) {
+        ax_drop(x); /* rebuilt from the array on next use */
+        return;
+    }
+    json_incref(rec);
+    x->size++;
+    for (int i = 0; i < x->nix; i++) {
+        uint64_t h;
+        if (rec_key(&x->ix[i], rec, &h) && tab_put(&x->ix[i].t, h, rec, seq)) {
+            ax_drop(x);
+            return;
+        }
+    }
+}
+
+/* Remove rec from array a. Records removed are usually recent: look from the end. */
+static void rec_remove(struct sf_coll *c, json_t *st, int a, json_t *rec)
+{
+    struct arrix *x = ax_fresh(c, st, a);
+    json_t *arr = json_object_get(st, KIND_KEY[a]);
+    size_t i = json_array_size(arr);
+    while (i-- > 0 && json_array_get(arr, i) != rec)
+        ;
+    if (i == (size_t)-1)
+        return;
+    uint64_t seq = x->arr ? seq_of(x, rec) : 0;
+    if (c->logging)
+        undo_push(
+            c, (struct undo){.op = U_DEL, .a = a, .rec = json_incref(rec), .pos = i, .seq = seq});
+    if (x->arr) {
+        for (int k = 0; k < x->nix; k++) {
+            uint64_t h;
+            if (rec_key(&x->ix[k], rec, &h))
+                tab_del(&x->ix[k].t, h, rec);
+        }
+        tab_del(&x->pos, ptr_hash(rec), rec);
+        json_decref(rec); /* the position map's reference; the array still holds one */
+        x->size--;
+    }
+    json_array_remove(arr, i);
+}
+
+/* Around an in-place change of a stored record: its index keys before and after. */
+struct snap {
+    int nix;
+    int has[MAX_IDX];
+    uint64_t h[MAX_IDX];
+};
+
+static void mod_begin(struct sf_coll *c, json_t *st, int a, json_t *rec, struct snap *s)
+{
+    struct arrix *x = ax_fresh(c, st, a);
+    if (c->logging && !tab_get(&c->touched, ptr_hash(rec), rec)) {
+        if (tab_put(&c->touched, ptr_hash(rec), rec, 0) == 0)
+            undo_push(c,
+                      (struct undo){
+                          .op = U_MOD, .a = a, .rec = json_incref(rec), .saved = json_copy(rec)});
+    }
+    s->nix = x->arr ? x->nix : 0;
+    for (int i = 0; i < s->nix; i++)
+        s->has[i] = rec_key(&x->ix[i], rec, &s->h[i]);
+}
+
+static void mod_end(struct sf_coll *c, int a, json_t *rec, const struct snap *s)
+{
+    struct arrix *x = &c->ax[a];
+    for (int i = 0; i < s->nix && x->arr; i++) {
+        uint64_t h = 0;
+        int has = rec_key(&x->ix[i], rec, &h);
+        if (has == s->has[i] && (!has || h == s->h[i]))
+            continue;
+        if (s->has[i])
+            tab_del(&x->ix[i].t, s->h[i], rec);
+        if (has && tab_put(&x->ix[i].t, h, rec, seq_of(x, rec)))
+            ax_drop(x);
+    }
+}
+
+/* Set one field of a stored record (the reference to v is stolen). */
+static void rec_set(struct sf_coll *c, json_t *st, int a, json_t *rec, const char *f, json_t *v)
+{
+    struct snap s;
+    mod_begin(c, st, a, rec, &s);
+    json_object_set_new(rec, f, v);
+    mod_end(c, a, rec, &s);
+}
+
+/* Forget the call's undo log (after a commit) or apply it in reverse (a rollback). */
+static void undo_end(struct sf_coll *c, json_t *st, int rollback)
+{
+    c->logging = 0;
+    for (size_t i = c->nundo; i-- > 0;) {
+        struct undo *u = &c->undo[i];
+        if (rollback) {
+            struct snap s;
+            switch (u->op) {
+            case U_MOD:
+                mod_begin(c, st, u->a, u->rec, &s);
+                json_object_clear(u->rec);
+                json_object_update(u->rec, u->saved);
+                mod_end(c, u->a, u->rec, &s);
+                break;
+            case U_ADD:
+                rec_remove(c, st, u->a, u->rec);
+                break;
+            case U_DEL:
+                rec_insert(c, st, u->a, u->pos, u->rec, u->seq);
+                break;
+            case U_GONE:
+                json_object_del(c->gone, u->id15);
+                break;
+            case U_ARR:
+                json_object_del(st, KIND_KEY[u->a]);
+                break;
+            }
+        }
+        json_decref(u->rec);
+        json_decref(u->saved);
+    }
+    c->nundo = 0;
+    tab_free(&c->touched);
 }
 
 static int id_shape(const char *s, const char *prefix)
@@ -467,7 +1006,7 @@ struct batch {
     struct sf_coll *c;
     int kind;
     const char *ext;
-    json_t *w; /* working copy: {"orders":[...], ...} */
+    json_t *st; /* sim->state: written in place (an allOrNone rollback uses c's undo log) */
 };
 
 /* Replace relationship references ({"Order": {"POS_Check_Id__c": "..."}}) by Ids in rec. */
@@ -497,7 +1036,7 @@ static int resolve_refs(struct batch *b, json_t *rec, struct rec_err *e)
                         "Field name provided, %s is not an External ID or indexed field for %s", f,
                         pname);
         json_t *hit[2];
-        size_t n = find_ext(b->c, b->w, RELS[i].parent, f, val, hit, 2);
+        size_t n = find_ext(b->c, b->st, RELS[i].parent, f, val, hit, 2);
         if (n == 0)
             return fail(e, "INVALID_FIELD", one(RELS[i].rel),
                         "Foreign key external ID: %s not found for field %s in entity %s", val, f,
@@ -559,18 +1098,6 @@ static int check_currency(struct batch *b, json_t *rec, struct rec_err *e)
                 "Currency ISO Code: bad value for restricted picklist field: %s", t);
 }
 
-static const char *str(json_t *o, const char *f)
-{
-    return json_string_value(json_object_get(o, f));
-}
-
-/* str() or "" (records stored through /_sim/collections/records may lack anything). */
-static const char *sv(json_t *o, const char *f)
-{
-    const char *s = str(o, f);
-    return s ? s : "";
-}
-
 /* Object rules on merged (the record as it would be stored); old is NULL on create. */
 static int check_rules(struct batch *b, json_t *merged, json_t *old, struct rec_err *e)
 {
@@ -603,11 +1130,12 @@ static int check_rules(struct batch *b, json_t *merged, json_t *old, struct rec_
             return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Pricebook2Id"),
                         "invalid cross reference id");
         if (old) {
-            size_t i;
-            json_t *it;
+            struct hits h;
             int items = 0;
-            json_array_foreach(json_object_get(b->w, "order_items"), i, it) items +=
-                strncmp(sv(it, "OrderId"), sv(old, "Id"), 15) == 0;
+            collect(c, b->st, O_ITEM, "OrderId", 0, sv(old, "Id"), &h);
+            for (size_t i = 0; i < hits_n(&h) && !items; i++)
+                items = strncmp(sv(hits_at(&h, i), "OrderId"), sv(old, "Id"), 15) == 0;
+            hits_free(&h);
             if (items && (!json_equal(json_object_get(merged, "Pricebook2Id"),
                                       json_object_get(old, "Pricebook2Id")) ||
                           !json_equal(json_object_get(merged, "CurrencyIsoCode"),
@@ -625,14 +1153,14 @@ static int check_rules(struct batch *b, json_t *merged, json_t *old, struct rec_
             return fail(e, "INVALID_TYPE_ON_FIELD_IN_RECORD", one("UnitPrice"),
                         "Unit Price: value not of required type");
         const char *oid = str(merged, "OrderId"), *pid = str(merged, "PricebookEntryId");
-        json_t *order = find_id(b->w, O_ORDER, oid);
+        json_t *order = find_id(c, b->st, O_ORDER, oid);
         if (!id_shape(oid, "801"))
             return fail(e, "MALFORMED_ID", one("OrderId"),
                         "Order ID: id value of incorrect type: %s", oid ? oid : "");
         if (!order)
             return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("OrderId"),
                         "invalid cross reference id");
-        json_t *pbe = find_id(b->w, O_PBE, pid);
+        json_t *pbe = find_id(c, b->st, O_PBE, pid);
         if (!id_shape(pid, "01u"))
             return fail(e, "MALFORMED_ID", one("PricebookEntryId"),
                         "Price Book Entry ID: id value of incorrect type: %s", pid ? pid : "");
@@ -679,29 +1207,32 @@ static int check_rules(struct batch *b, json_t *merged, json_t *old, struct rec_
             (strncmp(pb, c->std_pricebook, 15) != 0 && strncmp(pb, c->pos_pricebook, 15) != 0))
             return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Pricebook2Id"),
                         "invalid cross reference id");
-        if (!find_id(b->w, O_PRODUCT, prod))
+        if (!find_id(c, b->st, O_PRODUCT, prod))
             return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Product2Id"),
                         "invalid cross reference id");
         if (!json_object_get(merged, "IsActive"))
             json_object_set_new(merged, "IsActive", json_false());
         if (old)
             return 0;
-        size_t i;
-        json_t *x;
-        int std_ok = strncmp(pb, c->std_pricebook, 15) == 0;
-        json_array_foreach(json_object_get(b->w, "pricebook_entries"), i, x)
-        {
+        struct hits h;
+        int std_ok = strncmp(pb, c->std_pricebook, 15) == 0, dup = 0;
+        collect(c, b->st, O_PBE, "Product2Id", 0, prod, &h);
+        for (size_t i = 0; i < hits_n(&h) && !dup; i++) {
+            json_t *x = hits_at(&h, i);
             if (strncmp(sv(x, "Product2Id"), prod, 15) != 0 ||
                 (c->multi_currency &&
                  strcmp(sv(x, "CurrencyIsoCode"), sv(merged, "CurrencyIsoCode")) != 0))
                 continue;
             if (strncmp(sv(x, "Pricebook2Id"), pb, 15) == 0)
-                return fail(e, "DUPLICATE_VALUE", json_array(),
-                            "This price definition already exists in this price book");
-            if (strncmp(sv(x, "Pricebook2Id"), c->std_pricebook, 15) == 0 &&
-                json_is_true(json_object_get(x, "IsActive")))
+                dup = 1;
+            else if (strncmp(sv(x, "Pricebook2Id"), c->std_pricebook, 15) == 0 &&
+                     json_is_true(json_object_get(x, "IsActive")))
                 std_ok = 1;
         }
+        hits_free(&h);
+        if (dup)
+            return fail(e, "DUPLICATE_VALUE", json_array(),
+                        "This price definition already exists in this price book");
         if (!std_ok)
             return fail(e, "STANDARD_PRICE_NOT_DEFINED", json_array(),
                         "No standard price defined for this product");
@@ -733,7 +1264,7 @@ static int check_rules(struct batch *b, json_t *merged, json_t *old, struct rec_
         if (!id_shape(oid, "801"))
             return fail(e, "MALFORMED_ID", one("Order__c"), "Order: id value of incorrect type: %s",
                         oid ? oid : "");
-        if (!find_id(b->w, O_ORDER, oid))
+        if (!find_id(c, b->st, O_ORDER, oid))
             return fail(e, "INVALID_CROSS_REFERENCE_KEY", one("Order__c"),
                         "invalid cross reference id");
         return 0;
@@ -749,29 +1280,30 @@ static double cents(double x)
 }
 
 /* Order.TotalAmount = sum of its items' Quantity x UnitPrice (the read-only roll-up). */
-static void rollup(json_t *w, const char *order_id)
+static void rollup(struct sf_coll *c, json_t *st, const char *order_id)
 {
-    json_t *order = find_id(w, O_ORDER, order_id);
+    json_t *order = find_id(c, st, O_ORDER, order_id);
     if (!order)
         return;
-    size_t i;
-    json_t *it;
+    struct hits h;
     double sum = 0, q, p;
-    json_array_foreach(json_object_get(w, "order_items"), i, it)
-    {
+    collect(c, st, O_ITEM, "OrderId", 0, order_id, &h); /* in array order: the same sum */
+    for (size_t i = 0; i < hits_n(&h); i++) {
+        json_t *it = hits_at(&h, i);
         const char *oid = str(it, "OrderId");
         if (oid && strncmp(oid, order_id, 15) == 0 &&
             numeric(json_object_get(it, "Quantity"), &q) &&
             numeric(json_object_get(it, "UnitPrice"), &p)) {
             double tp = cents(q * p);
-            json_object_set_new(it, "TotalPrice", json_real(tp));
+            rec_set(c, st, O_ITEM, it, "TotalPrice", json_real(tp));
             sum += tp;
         }
     }
-    json_object_set_new(order, "TotalAmount", json_real(cents(sum)));
+    hits_free(&h);
+    rec_set(c, st, O_ORDER, order, "TotalAmount", json_real(cents(sum)));
 }
 
-/* Upsert one record into b->w. Returns 0 (created/updated set) or -1 with e filled. */
+/* Upsert one record into the stored arrays. Returns 0 (created/updated set) or -1 with e filled. */
 static int upsert_one(struct batch *b, json_t *in, struct rec_err *e, char id[19], int *created)
 {
     struct sf_coll *c = b->c;
@@ -789,7 +1321,7 @@ static int upsert_one(struct batch *b, json_t *in, struct rec_err *e, char id[19
         fail(e, "MISSING_ARGUMENT", one(b->ext), "%s not specified", b->ext);
         goto out;
     }
-    n = find_ext(c, b->w, b->kind, b->ext, val, hit, 8);
+    n = find_ext(c, b->st, b->kind, b->ext, val, hit, 8);
     if (n > 1) {
         char ids[8 * 20 + 4] = "";
         for (size_t i = 0; i < n && i < 8; i++)
@@ -849,8 +1381,11 @@ static int upsert_one(struct batch *b, json_t *in, struct rec_err *e, char id[19
     pg_sim_iso_ms(pg_wall_ms(), ts, sizeof ts);
     json_object_set_new(merged, "SystemModstamp", json_string(ts));
     if (old) {
+        struct snap s;
         snprintf(id, 19, "%s", str(old, "Id"));
+        mod_begin(c, b->st, arr_of(b->kind), old, &s);
         json_object_update(old, merged);
+        mod_end(c, arr_of(b->kind), old, &s);
         *created = 0;
     } else {
         new_id(c, b->kind, id);
@@ -864,18 +1399,17 @@ static int upsert_one(struct batch *b, json_t *in, struct rec_err *e, char id[19
             json_object_set_new(full, "TotalAmount", json_real(0));
             json_object_set_new(full, "StatusCode", json_string("Draft"));
         }
-        json_t *arr = json_object_get(b->w, KIND_KEY[b->kind]);
-        json_array_append_new(arr, full);
+        rec_append(c, b->st, arr_of(b->kind), full);
         *created = 1;
     }
     if (b->kind == O_ORDER) {
-        json_t *o = find_id(b->w, O_ORDER, id);
-        json_object_set_new(
-            o, "StatusCode",
-            json_string(strcmp(sv(o, "Status"), "Draft") == 0 ? "Draft" : "Activated"));
+        json_t *o = find_id(c, b->st, O_ORDER, id);
+        if (o)
+            rec_set(c, b->st, O_ORDER, o, "StatusCode",
+                    json_string(strcmp(sv(o, "Status"), "Draft") == 0 ? "Draft" : "Activated"));
     }
     if (b->kind == O_ITEM)
-        rollup(b->w, str(merged, "OrderId"));
+        rollup(c, b->st, str(merged, "OrderId"));
     rc = 0;
 out:
     json_decref(merged);
@@ -985,11 +1519,9 @@ static void upsert(struct pg_sim *sim,
     int any_failed = 0;
 
     pthread_mutex_lock(&sim->mu);
-    struct batch b = {.sim = sim, .c = c, .kind = kind, .ext = field, .w = json_object()};
-    for (int kk = 0; kk < O_CUSTOM; kk++) {
-        json_t *a = json_object_get(sim->state, KIND_KEY[kk]);
-        json_object_set_new(b.w, KIND_KEY[kk], a ? json_deep_copy(a) : json_array());
-    }
+    struct batch b = {.sim = sim, .c = c, .kind = kind, .ext = field, .st = sim->state};
+    c->logging = all_or_none; /* allOrNone false never rolls back: nothing to log */
+    ensure_arrays(c, b.st);
     c->calls++;
     /* An external id given twice in one call fails on every occurrence (nothing is written). */
     char(*vals)[256] = calloc(n ? n : 1, sizeof *vals);
@@ -1019,6 +1551,7 @@ static void upsert(struct pg_sim *sim,
         json_decref(e.fields);
     }
     free(vals);
+    undo_end(c, b.st, all_or_none && any_failed);
     if (all_or_none && any_failed) {
         /* §4.4: the failed records keep their errors, every other one is rolled back */
         json_array_foreach(results, i, r)
@@ -1032,9 +1565,6 @@ static void upsert(struct pg_sim *sim,
                               "request was using AllOrNone header",
                               "fields"));
         }
-    } else {
-        for (int kk = 0; kk < O_CUSTOM; kk++)
-            json_object_set(sim->state, KIND_KEY[kk], json_object_get(b.w, KIND_KEY[kk]));
     }
     json_array_foreach(results, i, r)
     {
@@ -1046,7 +1576,6 @@ static void upsert(struct pg_sim *sim,
             c->updated++;
     }
     pthread_mutex_unlock(&sim->mu);
-    json_decref(b.w);
     pg_sim_reply_json(out, 200, results);
 }
 
@@ -1086,46 +1615,42 @@ void pg_sim_sf_collections(struct pg_sim *sim,
 
 /* ---- DELETE /composite/sobjects?ids=...&allOrNone=... (salesforce-wire.md §4.4) ---- */
 
-/* The array and index of the record with this Id, of any kind; -1 when none. */
-static int locate(json_t *w, const char *id, size_t *idx)
+/* Record id15 as deleted (ENTITY_IS_DELETED from now on). */
+static void mark_gone(struct sf_coll *c, const char *id15)
 {
-    for (int k = 0; k < O_CUSTOM; k++) {
-        size_t i;
-        json_t *r;
-        json_array_foreach(json_object_get(w, KIND_KEY[k]), i, r)
-        {
-            const char *v = json_string_value(json_object_get(r, "Id"));
-            if (v && strncmp(v, id, 15) == 0) {
-                *idx = i;
-                return k;
-            }
-        }
+    if (json_object_get(c->gone, id15))
+        return;
+    json_object_set_new(c->gone, id15, json_true());
+    if (c->logging) {
+        struct undo u = {.op = U_GONE};
+        snprintf(u.id15, sizeof u.id15, "%s", id15);
+        undo_push(c, u);
     }
-    return -1;
 }
 
-/* Delete one record from w (its items with an Order). 0, or -1 with e filled. */
-static int delete_one(struct sf_coll *c, json_t *w, const char *id, struct rec_err *e)
+/* Delete one stored record (its items with an Order). 0, or -1 with e filled. */
+static int delete_one(struct sf_coll *c, json_t *st, const char *id, struct rec_err *e)
 {
     char id15[16];
     if (!id_shape(id, NULL))
         return fail(e, "MALFORMED_ID", json_array(), "malformed id %s", id);
     snprintf(id15, sizeof id15, "%.15s", id);
-    size_t idx = 0;
-    int kind = locate(w, id, &idx);
+    int kind = -1;
+    json_t *rec = NULL;
+    for (int k = 0; k < O_CUSTOM && !rec; k++) /* the first array holding it, as a scan would */
+        if ((rec = find_id(c, st, k, id)))
+            kind = k;
     if (kind < 0) {
         if (json_object_get(c->gone, id15))
             return fail(e, "ENTITY_IS_DELETED", json_array(), "entity is deleted");
         return fail(e, "INVALID_CROSS_REFERENCE_KEY", json_array(), "invalid cross reference id");
     }
-    json_t *arr = json_object_get(w, KIND_KEY[kind]);
-    json_t *rec = json_array_get(arr, idx);
     if (kind == O_ORDER && strcmp(sv(rec, "Status"), "Draft") != 0)
         return fail(e, "FIELD_INTEGRITY_EXCEPTION", json_array(),
                     "Cannot delete an activated order");
     char order_id[19] = "";
     if (kind == O_ITEM) {
-        json_t *order = find_id(w, O_ORDER, sv(rec, "OrderId"));
+        json_t *order = find_id(c, st, O_ORDER, sv(rec, "OrderId"));
         if (order && strcmp(sv(order, "Status"), "Draft") != 0)
             return fail(e, "FIELD_INTEGRITY_EXCEPTION", json_array(),
                         "You can't add, edit or delete order products on an activated order");
@@ -1141,23 +1666,27 @@ static int delete_one(struct sf_coll *c, json_t *w, const char *id, struct rec_e
         return fail(e, "UNABLE_TO_LOCK_ROW", json_array(),
                     "unable to obtain exclusive access to this record or 1 records: %s", id);
     }
+    json_incref(rec); /* kept alive for the removal below, whatever the items' removal does */
     if (kind == O_ORDER) {
-        /* deleting an order deletes its order products */
-        json_t *items = json_object_get(w, "order_items");
-        for (size_t i = json_array_size(items); i-- > 0;) {
-            json_t *it = json_array_get(items, i);
+        /* deleting an order deletes its order products (from the last, as before) */
+        struct hits h;
+        collect(c, st, O_ITEM, "OrderId", 0, id15, &h);
+        for (size_t i = hits_n(&h); i-- > 0;) {
+            json_t *it = hits_at(&h, i);
             if (strncmp(sv(it, "OrderId"), id15, 15) == 0) {
                 char it15[16];
                 snprintf(it15, sizeof it15, "%.15s", sv(it, "Id"));
-                json_object_set_new(c->gone, it15, json_true());
-                json_array_remove(items, i);
+                mark_gone(c, it15);
+                rec_remove(c, st, O_ITEM, it);
             }
         }
+        hits_free(&h);
     }
-    json_object_set_new(c->gone, id15, json_true());
-    json_array_remove(arr, idx);
+    mark_gone(c, id15);
+    rec_remove(c, st, kind, rec);
+    json_decref(rec);
     if (order_id[0])
-        rollup(w, order_id);
+        rollup(c, st, order_id);
     return 0;
 }
 
@@ -1202,18 +1731,14 @@ delete_records(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_r
     json_t *results = json_array();
     int any_failed = 0;
     pthread_mutex_lock(&sim->mu);
-    json_t *w = json_object();
-    for (int kk = 0; kk < O_CUSTOM; kk++) {
-        json_t *a = json_object_get(sim->state, KIND_KEY[kk]);
-        json_object_set_new(w, KIND_KEY[kk], a ? json_deep_copy(a) : json_array());
-    }
-    json_t *gone_before = json_deep_copy(c->gone);
+    c->logging = all_or_none;
+    ensure_arrays(c, sim->state);
     c->calls++;
     char *save = NULL;
     for (char *id = strtok_r(ids, ",", &save); id; id = strtok_r(NULL, ",", &save)) {
         struct rec_err e = {{0}, {0}, NULL};
         c->records++;
-        if (delete_one(c, w, id, &e) == 0) {
+        if (delete_one(c, sim->state, id, &e) == 0) {
             json_array_append_new(results,
                                   json_pack("{s:s,s:b,s:[]}", "id", id, "success", 1, "errors"));
         } else {
@@ -1227,9 +1752,8 @@ delete_records(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_r
     }
     size_t i;
     json_t *r;
+    undo_end(c, sim->state, all_or_none && any_failed);
     if (all_or_none && any_failed) {
-        json_object_clear(c->gone);
-        json_object_update(c->gone, gone_before);
         json_array_foreach(results, i, r)
         {
             if (json_is_true(json_object_get(r, "success")))
@@ -1244,12 +1768,8 @@ delete_records(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_r
         }
     } else {
         json_array_foreach(results, i, r) c->deleted += json_is_true(json_object_get(r, "success"));
-        for (int kk = 0; kk < O_CUSTOM; kk++)
-            json_object_set(sim->state, KIND_KEY[kk], json_object_get(w, KIND_KEY[kk]));
     }
     pthread_mutex_unlock(&sim->mu);
-    json_decref(gone_before);
-    json_decref(w);
     free(ids);
     pg_sim_reply_json(out, 200, results);
 }
@@ -1450,9 +1970,8 @@ void pg_sim_sf_coll_records(struct pg_sim *sim,
             "object>, \"records\": [objects]}");
         return;
     }
-    json_t *arr = json_object_get(sim->state, KIND_KEY[kind]);
-    if (!arr)
-        json_object_set_new(sim->state, KIND_KEY[kind], arr = json_array());
+    if (!json_object_get(sim->state, KIND_KEY[kind]))
+        json_object_set_new(sim->state, KIND_KEY[kind], json_array());
     json_t *ids = json_array();
     json_array_foreach(recs, i, r)
     {
@@ -1465,7 +1984,7 @@ void pg_sim_sf_coll_records(struct pg_sim *sim,
             json_object_set_new(rec, "Id", json_string(id));
         }
         json_array_append(ids, json_object_get(rec, "Id"));
-        json_array_append_new(arr, rec);
+        rec_append(c, sim->state, arr_of(kind), rec);
     }
     pthread_mutex_unlock(&sim->mu);
     pg_sim_reply_json(out, 201, json_pack("{s:o}", "ids", ids));

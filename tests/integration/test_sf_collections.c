@@ -443,6 +443,152 @@ static void test_same_batch_twice(void **state)
     json_decref(a);
 }
 
+static json_t *get_by(json_t *arr, const char *field, const char *val)
+{
+    size_t i;
+    json_t *r;
+    json_array_foreach(arr, i, r)
+    {
+        const char *v = json_string_value(json_object_get(r, field));
+        if (v && strcmp(v, val) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+static double order_total(const char *ext)
+{
+    json_t *orders = state_array("orders");
+    json_t *o = get_by(orders, "POS_Check_Id__c", ext);
+    assert_non_null(o);
+    double t = json_number_value(json_object_get(o, "TotalAmount"));
+    json_decref(orders);
+    return t;
+}
+
+/*
+ * The simulator writes in place and keeps indexes (sim/sf_collections.c): an allOrNone rollback
+ * after an update, a create and a roll-up in one call leaves the state exactly as it was and the
+ * indexes usable; records stored as duplicates (case-insensitive) make the upsert fail naming
+ * both in stored order; a deleted record is ENTITY_IS_DELETED while its external id can be
+ * created again; an allOrNone delete that fails deletes nothing; a reset forgets everything.
+ */
+static void test_rollback_duplicates_delete_recreate(void **state)
+{
+    (void)state;
+    catalog();
+    json_t *res = NULL, *res2 = NULL;
+#define LINE(ext, qty, price_ref)                                                                  \
+    "{\"POS_Line_Id__c\":\"" ext "\",\"Order\":{\"POS_Check_Id__c\":\"S1-20260302-4711\"},"        \
+    "\"PricebookEntry\":{\"POS_Price_Id__c\":\"" price_ref "\"},\"Quantity\":" qty                 \
+    ",\"UnitPrice\":4.5}"
+    settings("{\"create_only_fields\":\"reject_changed\"}");
+    assert_int_equal(
+        upsert("OrderItem", "POS_Line_Id__c", "[" LINE("L-1", "1", "P-1-USD") "]", 0, &res, NULL),
+        PG_OK);
+    assert_true(res_ok(res, 0));
+    json_decref(res);
+    assert_true(order_total("S1-20260302-4711") == 4.5);
+    json_t *before = sim_call("GET", "/_sim/state", NULL);
+
+    /* an update, a create (both rolling the order up) and a failure: nothing stays */
+    assert_int_equal(upsert("OrderItem", "POS_Line_Id__c",
+                            "[" LINE("L-1", "3", "P-1-USD") "," LINE(
+                                "L-2", "1", "P-1-USD") "," LINE("L-3", "1", "NO-SUCH-PRICE") "]",
+                            1, &res, NULL),
+                     PG_OK);
+    assert_string_equal(res_code(res, 0), "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+    assert_string_equal(res_code(res, 1), "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+    assert_string_equal(res_code(res, 2), "INVALID_FIELD");
+    json_decref(res);
+    json_t *after = sim_call("GET", "/_sim/state", NULL);
+    const char *keys[] = {"orders", "order_items", "products", "pricebook_entries", "payments"};
+    for (size_t k = 0; k < 5; k++)
+        assert_true(json_equal(json_object_get(before, keys[k]), json_object_get(after, keys[k])));
+    json_decref(before);
+    json_decref(after);
+
+    /* the same call without the bad line: L-1 is found again (updated), L-2 is new */
+    assert_int_equal(upsert("OrderItem", "POS_Line_Id__c",
+                            "[" LINE("L-1", "3", "P-1-USD") "," LINE("L-2", "1", "P-1-USD") "]", 1,
+                            &res, NULL),
+                     PG_OK);
+    assert_true(res_ok(res, 0) && res_ok(res, 1));
+    assert_false(json_is_true(json_object_get(json_array_get(res, 0), "created")));
+    assert_true(json_is_true(json_object_get(json_array_get(res, 1), "created")));
+    json_decref(res);
+    assert_true(order_total("S1-20260302-4711") == 18.0);
+
+    /* duplicates stored as they are (one differs in case): the upsert names both, in order */
+    json_t *ids = sim_call("POST", "/_sim/collections/records",
+                           "{\"type\":\"Order\",\"records\":[{\"POS_Check_Id__c\":\"dup-9\"},"
+                           "{\"POS_Check_Id__c\":\"DUP-9\"}]}");
+    char want[256];
+    snprintf(want, sizeof want,
+             "POS_Check_Id__c: more than one record found for external id field: [%s, %s]",
+             json_string_value(json_array_get(json_object_get(ids, "ids"), 0)),
+             json_string_value(json_array_get(json_object_get(ids, "ids"), 1)));
+    json_decref(ids);
+    assert_int_equal(upsert("Order", "POS_Check_Id__c", "[" ORDER("Dup-9", "") "]", 0, &res, NULL),
+                     PG_OK);
+    assert_string_equal(res_code(res, 0), "DUPLICATE_EXTERNAL_ID");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 0), "message")),
+                        want);
+    json_decref(res);
+
+    /* delete the order (its two items go with it), then create it again */
+    json_t *orders = state_array("orders"), *items = state_array("order_items");
+    char old_id[32], item_id[32];
+    snprintf(old_id, sizeof old_id, "%s",
+             json_string_value(
+                 json_object_get(get_by(orders, "POS_Check_Id__c", "S1-20260302-4711"), "Id")));
+    snprintf(item_id, sizeof item_id, "%s",
+             json_string_value(json_object_get(get_by(items, "POS_Line_Id__c", "L-2"), "Id")));
+    json_decref(orders);
+    json_decref(items);
+    json_t *del = json_pack("[s]", old_id);
+    assert_int_equal(pg_sf_delete(oauth, NULL, del, 0, pg_now_ms() + 5000, &res, NULL), PG_OK);
+    assert_true(res_ok(res, 0));
+    json_decref(res);
+    items = state_array("order_items");
+    assert_int_equal(json_array_size(items), 0);
+    json_decref(items);
+    assert_int_equal(
+        upsert("Order", "POS_Check_Id__c", "[" ORDER("S1-20260302-4711", "") "]", 0, &res, NULL),
+        PG_OK);
+    assert_true(res_ok(res, 0));
+    assert_true(json_is_true(json_object_get(json_array_get(res, 0), "created")));
+    assert_string_not_equal(json_string_value(json_object_get(json_array_get(res, 0), "id")),
+                            old_id);
+    const char *new_id = json_string_value(json_object_get(json_array_get(res, 0), "id"));
+    json_t *again = json_pack("[s,s,s]", old_id, item_id, new_id);
+    json_decref(res);
+    /* allOrNone: the deleted ones fail, so the new order is not deleted either */
+    assert_int_equal(pg_sf_delete(oauth, NULL, again, 1, pg_now_ms() + 5000, &res, NULL), PG_OK);
+    assert_string_equal(res_code(res, 0), "ENTITY_IS_DELETED");
+    assert_string_equal(res_code(res, 1), "ENTITY_IS_DELETED");
+    assert_string_equal(res_code(res, 2), "ALL_OR_NONE_OPERATION_ROLLED_BACK");
+    json_decref(res);
+    assert_int_equal(
+        upsert("Order", "POS_Check_Id__c", "[" ORDER("S1-20260302-4711", "") "]", 0, &res2, NULL),
+        PG_OK);
+    assert_true(res_ok(res2, 0));
+    assert_false(json_is_true(json_object_get(json_array_get(res2, 0), "created")));
+    json_decref(res2);
+    json_decref(del);
+    json_decref(again);
+
+    /* a reset is the seed again: the external id is new */
+    json_decref(sim_call("POST", "/_sim/reset", "{}"));
+    assert_int_equal(
+        upsert("Order", "POS_Check_Id__c", "[" ORDER("S1-20260302-4711", "") "]", 0, &res, NULL),
+        PG_OK);
+    assert_true(res_ok(res, 0));
+    assert_true(json_is_true(json_object_get(json_array_get(res, 0), "created")));
+    json_decref(res);
+#undef LINE
+}
+
 static void test_lock_contention_retryable(void **state)
 {
     (void)state;
@@ -563,6 +709,7 @@ int main(void)
         cmocka_unit_test_setup(test_over_200_rejected, reset),
         cmocka_unit_test_setup(test_parent_by_external_id, reset),
         cmocka_unit_test_setup(test_same_batch_twice, reset),
+        cmocka_unit_test_setup(test_rollback_duplicates_delete_recreate, reset),
         cmocka_unit_test_setup(test_lock_contention_retryable, reset),
         cmocka_unit_test_setup(test_limit_exceeded_unavailable, reset),
     };
