@@ -254,7 +254,8 @@ static atomic_ullong near_hits, near_invalidations;
 static pthread_mutex_t near_life = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t near_cv = PTHREAD_COND_INITIALIZER;
 static pthread_t near_thread;
-static int near_running, near_stopping;
+static atomic_int near_running; /* read without near_life by pg_member_near_gen */
+static int near_stopping;
 
 static uint64_t fnv64(const char *p, size_t n)
 {
@@ -394,11 +395,11 @@ static void *near_main(void *arg)
 static void near_start(void)
 {
     pthread_mutex_lock(&near_life);
-    if (!near_running && !near_stopping) {
+    if (!atomic_load(&near_running) && !near_stopping) {
         for (int i = 0; i < NEAR_STRIPES; i++)
             pthread_mutex_init(&near_mu[i], NULL);
         if (pthread_create(&near_thread, NULL, near_main, NULL) == 0)
-            near_running = 1;
+            atomic_store(&near_running, 1);
     }
     pthread_mutex_unlock(&near_life);
 }
@@ -411,7 +412,7 @@ static int near_key(enum pg_member_kind kind, const char *value, char *key, size
 
 uint64_t pg_member_near_gen(void)
 {
-    if (!near_running)
+    if (!atomic_load(&near_running))
         near_start();
     return atomic_load(&near_gen);
 }
@@ -479,7 +480,7 @@ void pg_member_near_stats(unsigned long long *hits, unsigned long long *invalida
 void pg_member_near_stop(void)
 {
     pthread_mutex_lock(&near_life);
-    int was = near_running;
+    int was = atomic_load(&near_running);
     near_stopping = 1;
     pthread_cond_broadcast(&near_cv);
     pthread_mutex_unlock(&near_life);
@@ -494,7 +495,7 @@ void pg_member_near_stop(void)
     for (int i = 0; i < NEAR_STRIPES; i++)
         pthread_mutex_destroy(&near_mu[i]);
     pthread_mutex_lock(&near_life);
-    near_running = 0;
+    atomic_store(&near_running, 0);
     near_stopping = 0;
     pthread_mutex_unlock(&near_life);
 }
