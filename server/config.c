@@ -151,6 +151,7 @@ static const struct cfg_key keys[] = {
     {"checks.load.standard_pricebook_id", CFG_STR, OFF(load_std_pricebook), 0, 0, 0, 0, NULL},
     {"checks.load.timeout_ms", CFG_INT, OFF(load_timeout_ms), 0, 100, 600000, 30000, NULL},
     {"checks.load.lock_ms", CFG_INT, OFF(load_lock_ms), 0, 1000, 3600000, 120000, NULL},
+    {"checks.load.batch_checks", CFG_INT, OFF(load_batch_checks), 0, 1, 200, 50, NULL},
     {"checks.matching", CFG_JSON, OFF(checks_matching), 0, 0, 0, 0, NULL},
     {"checks.reconcile.enabled", CFG_BOOL, OFF(recon_enabled), 0, 0, 1, 0, NULL},
     {"checks.reconcile.interval_s", CFG_INT, OFF(recon_interval_s), 0, 1, 86400, 3600, NULL},

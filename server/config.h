@@ -131,6 +131,7 @@ struct pg_config {
     char *load_std_pricebook;
     int load_timeout_ms;
     int load_lock_ms;
+    int load_batch_checks;   /* checks a loader worker takes and loads together (1..200) */
     json_t *checks_matching; /* validated by sync/match.h */
     int recon_enabled;
     int recon_interval_s;

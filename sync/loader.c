@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,26 +59,73 @@ struct pg_loader {
     struct worker *workers;
 };
 
-/* ---------------------------------------------------------------- one load */
+/* ---------------------------------------------------------------- one batch of loads */
 
 /* How a load ended. */
 enum verdict { V_OK, V_RETRY, V_DEAD, V_PAUSE };
 
+/* Checks of one batch at most (checks.load.batch_checks is capped at it): a record's owners are
+ * a bitmap of the batch's checks. */
+#define BATCH_MAX 200
+#define OWN_WORDS ((BATCH_MAX + 63) / 64)
+
+struct plan {
+    const char *pb;  /* the order's Pricebook2Id (borrowed from the transform) */
+    const char *cur; /* its CurrencyIsoCode or NULL */
+};
+
+/* One check of a batch: its job, its lease, what Salesforce holds of it, its records. */
 struct load {
     struct pg_loader *pool;
-    const char *rid;
+    const struct pg_store_msg *m; /* borrowed from the batch read */
+    const char *rid, *enq;        /* borrowed from m */
+    long long attempt, force;
+    int dup_of;   /* the index of an earlier job of the same check in the batch, or -1 */
+    int leased;   /* this worker holds pg:chk:lock:<loc>:<gcid> */
+    int pending;  /* Redis trouble: the job stays pending (read again or reclaimed) */
+    int done;     /* handled before the stages (dropped, unchanged, deferred) */
+    int active;   /* takes part in the stages (prepared; its verdict may change) */
+    int finished; /* its queue entry was acknowledged */
     char loc[PG_CHECKQ_LOC_MAX + 1];
     char gcid[24];
     char lines_key[160];
-    int64_t deadline;
+    char lock[200];
+    char *digest, *busdt, *check_text;
     json_t *known; /* "<sObject>:<ext id>" → Id: what Salesforce holds (pg:chk:lines) */
     json_t *sent;  /* the same keys for every record of this version of the check */
+    json_t *xf;    /* the transform */
+    struct plan pl;
+    /* the records of each stage (new arrays) */
+    json_t *all_items; /* OrderItems as the transform made them (list prices of new entries) */
+    json_t *drafts;    /* the sale order as Draft, and orders no longer on the check */
+    json_t *adj_drafts;
+    json_t *items; /* OrderItems as upserted (entry by reference) */
+    json_t *final; /* final statuses */
     /* the first failure */
     enum verdict v;
     char code[64];
     char object[64];
     char record[200];
     char message[400];
+};
+
+struct batch {
+    struct pg_loader *pool;
+    struct pg_xf_names names;
+    struct load *loads;
+    size_t n;
+    int64_t deadline; /* every call ends before the first lease of the batch expires */
+};
+
+/* A record of a stage and the checks it belongs to (several for a shared product or entry). */
+struct rec {
+    json_t *r; /* owned reference */
+    uint64_t own[OWN_WORDS];
+};
+
+struct recs {
+    struct rec *v;
+    size_t n, cap;
 };
 
 static void fail(struct load *ld,
@@ -97,9 +145,82 @@ static void fail(struct load *ld,
     snprintf(ld->message, sizeof ld->message, "%s", message ? message : "");
 }
 
+static int live(const struct load *ld)
+{
+    return ld->active && ld->v == V_OK;
+}
+
+/* Append r (the reference is stolen) owned by check i; returns its index, or -1 (no memory: the
+ * check is retried). */
+static long recs_add(struct recs *s, json_t *r, struct load *ld, size_t i)
+{
+    if (!r) {
+        fail(ld, V_RETRY, pg_errname(PG_ENOMEM), "", "", "out of memory");
+        return -1;
+    }
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        struct rec *v = realloc(s->v, cap * sizeof *v);
+        if (!v) {
+            json_decref(r);
+            fail(ld, V_RETRY, pg_errname(PG_ENOMEM), "", "", "out of memory");
+            return -1;
+        }
+        s->v = v;
+        s->cap = cap;
+    }
+    struct rec *x = &s->v[s->n];
+    memset(x, 0, sizeof *x);
+    x->r = r;
+    x->own[i / 64] |= UINT64_C(1) << (i % 64);
+    return (long)s->n++;
+}
+
+static void recs_clear(struct recs *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        json_decref(s->v[i].r);
+    s->n = 0;
+}
+
+static void recs_free(struct recs *s)
+{
+    recs_clear(s);
+    free(s->v);
+    s->v = NULL;
+    s->cap = 0;
+}
+
+static int owns(const struct rec *x, size_t i)
+{
+    return (x->own[i / 64] >> (i % 64)) & 1;
+}
+
+/* The first owner still loading, or NULL when every check of the record has failed. */
+static struct load *live_owner(const struct batch *b, const struct rec *x)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (owns(x, i) && live(&b->loads[i]))
+            return &b->loads[i];
+    return NULL;
+}
+
+static void fail_owners(const struct batch *b,
+                        const struct rec *x,
+                        enum verdict v,
+                        const char *code,
+                        const char *object,
+                        const char *record,
+                        const char *message)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (owns(x, i) && live(&b->loads[i]))
+            fail(&b->loads[i], v, code, object, record, message);
+}
+
 static void known_key(char *out, size_t n, const char *type, const char *ext)
 {
-    snprintf(out, n, "%s:%s", type, ext);
+    snprintf(out, n, "%s:%s", type, ext ? ext : "");
 }
 
 /* Remember what Salesforce now holds, in Redis as well, so a retry after a crash knows it. */
@@ -114,7 +235,7 @@ static void remember(struct load *ld, const char *type, const char *ext, const c
     redisReply *r = NULL;
     if (pg_redis_command(&r, "HSET %s %s %s", ld->lines_key, k, id ? id : "") != PG_OK)
         pg_log(PG_LOG_WARN, ld->rid, "loader.lines_not_saved", "%s %s: its Id was not saved", type,
-               ext);
+               ext ? ext : "");
     if (r)
         freeReplyObject(r);
 }
@@ -129,19 +250,49 @@ static void forget(struct load *ld, const char *key)
         freeReplyObject(r);
 }
 
-/* Whole-call failure → verdict. */
-static void call_failed(
-    struct load *ld, int rc, const struct pg_sf_error *err, const char *object, const char *what)
+/*
+ * A whole call failed. Nothing is known of which record was written, so a retryable failure
+ * (timeout, 5xx, 429, connection, token) retries every check of the batch still loading, and
+ * REQUEST_LIMIT_EXCEEDED pauses them all. A refusal of the call itself (400/403/404) is charged
+ * to the checks whose records were in it (chunk); the others go on.
+ */
+static void call_failed(const struct batch *b,
+                        const struct recs *chunk_recs,
+                        size_t off,
+                        size_t m,
+                        int rc,
+                        const struct pg_sf_error *err,
+                        const char *object,
+                        const char *what)
 {
     char msg[400];
     snprintf(msg, sizeof msg, "%s: %s%s%s", what, pg_strerror(rc), err->message[0] ? ": " : "",
              err->message);
+    enum verdict v;
     if (rc == PG_EUNAVAIL && strcmp(err->code, "REQUEST_LIMIT_EXCEEDED") == 0)
-        fail(ld, V_PAUSE, err->code, object, "", msg);
+        v = V_PAUSE;
     else if (rc == PG_EUNAVAIL || rc == PG_ETIMEDOUT || rc == PG_EAUTH || rc == PG_ENOMEM)
-        fail(ld, V_RETRY, err->code[0] ? err->code : pg_errname(rc), object, "", msg);
+        v = V_RETRY;
     else
-        fail(ld, V_DEAD, err->code[0] ? err->code : pg_errname(rc), object, "", msg);
+        v = V_DEAD;
+    const char *code = v == V_PAUSE ? err->code : err->code[0] ? err->code : pg_errname(rc);
+    if (v == V_DEAD) {
+        for (size_t j = 0; j < m; j++)
+            fail_owners(b, &chunk_recs->v[off + j], v, code, object, "", msg);
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        if (live(&b->loads[i]))
+            fail(&b->loads[i], v, code, object, "", msg);
+}
+
+/* Whether any check of the batch is still loading. */
+static int any_live(const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (live(&b->loads[i]))
+            return 1;
+    return 0;
 }
 
 /* Create-only fields (and the references that set them) of each object: never on an update. */
@@ -178,173 +329,228 @@ static uint64_t rnd64(void)
     return x;
 }
 
-/*
- * Upsert records (all of one sObject, by ext_field) in calls of at most 200, handling every
- * per-record result. accept_exists: an INVALID_FIELD_FOR_INSERT_UPDATE answer means "it exists"
- * and counts as success (price book entries: posgate never updates them). Returns 0 when every
- * record is in Salesforce, -1 with ld's verdict set.
- */
-static int upsert_all(
-    struct load *ld, const char *type, const char *ext_field, json_t *records, int accept_exists)
+/* Keep the records of s that still have a check loading; the others are dropped. */
+static void recs_keep_live(const struct batch *b, struct recs *s)
 {
-    struct pg_loader *p = ld->pool;
-    json_t *todo = json_array();
-    size_t i;
-    json_t *r;
-    json_array_foreach(records, i, r)
-    {
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (live_owner(b, &s->v[i]))
+            s->v[k++] = s->v[i];
+        else
+            json_decref(s->v[i].r);
+    }
+    s->n = k;
+}
+
+/*
+ * One stage of the batch: upsert the records of every check still loading (all of one sObject,
+ * by ext_field) in calls of at most 200, and charge each per-record result to its own checks.
+ * accept_exists: an INVALID_FIELD_FOR_INSERT_UPDATE answer means "it exists" and counts as
+ * success (price book entries: posgate never updates them). Afterwards a check still live has
+ * every record of the stage in Salesforce.
+ */
+static void upsert_stage(struct batch *b,
+                         const char *type,
+                         const char *ext_field,
+                         const struct recs *in,
+                         int accept_exists)
+{
+    struct pg_loader *p = b->pool;
+    struct recs todo = {0};
+    for (size_t i = 0; i < in->n; i++) {
+        struct load *o = live_owner(b, &in->v[i]);
+        if (!o)
+            continue;
         char k[300];
-        known_key(k, sizeof k, type, ext_of(r, ext_field) ? ext_of(r, ext_field) : "");
-        json_t *copy = json_deep_copy(r);
-        if (json_object_get(ld->known, k))
+        known_key(k, sizeof k, type, ext_of(in->v[i].r, ext_field));
+        json_t *copy = json_deep_copy(in->v[i].r);
+        if (copy && json_object_get(o->known, k))
             strip_create_only(copy, type);
-        json_array_append_new(todo, copy);
+        long at = recs_add(&todo, copy, o, (size_t)(o - b->loads));
+        if (at >= 0)
+            memcpy(todo.v[at].own, in->v[i].own, sizeof todo.v[at].own);
     }
     /* Each round sends what is left; records that failed with a lock error or as "exists on the
-     * update path" go to the next round, everything else is done or fatal. */
-    for (int round = 0; json_array_size(todo) > 0; round++) {
+     * update path" go to the next round, everything else is done or fatal to its check. */
+    for (int round = 0;; round++) {
+        recs_keep_live(b, &todo);
+        if (todo.n == 0)
+            break;
         if (round > LOCK_ROUNDS) {
-            json_t *e = json_array_get(todo, 0);
-            if (ld->v == V_OK)
-                fail(ld, V_RETRY, "UNABLE_TO_LOCK_ROW", type, ext_of(e, ext_field),
-                     "still locked after resending");
+            for (size_t i = 0; i < todo.n; i++)
+                fail_owners(b, &todo.v[i], V_RETRY, "UNABLE_TO_LOCK_ROW", type,
+                            ext_of(todo.v[i].r, ext_field), "still locked after resending");
             break;
         }
         if (round > 0) {
             int64_t d = pg_backoff_ms(round, LOCK_BASE_MS, LOCK_CAP_MS, rnd64(), -1);
-            if (pg_now_ms() + d >= ld->deadline) {
-                fail(ld, V_RETRY, "TIMEOUT", type, "", "no time left in this job");
+            if (pg_now_ms() + d >= b->deadline) {
+                for (size_t i = 0; i < todo.n; i++)
+                    fail_owners(b, &todo.v[i], V_RETRY, "TIMEOUT", type, "",
+                                "no time left in this job");
                 break;
             }
             pg_sleep_ms(d);
         }
-        json_t *next = json_array();
-        size_t n = json_array_size(todo);
-        for (size_t off = 0; off < n && ld->v != V_PAUSE; off += PG_SF_COLLECTION_MAX) {
-            size_t m = n - off < PG_SF_COLLECTION_MAX ? n - off : PG_SF_COLLECTION_MAX;
+        struct recs next = {0};
+        for (size_t off = 0; off < todo.n; off += PG_SF_COLLECTION_MAX) {
+            size_t m = todo.n - off < PG_SF_COLLECTION_MAX ? todo.n - off : PG_SF_COLLECTION_MAX;
             json_t *chunk = json_array();
             for (size_t j = 0; j < m; j++)
-                json_array_append(chunk, json_array_get(todo, off + j));
+                json_array_append(chunk, todo.v[off + j].r);
             json_t *res = NULL;
             struct pg_sf_error err;
-            int rc = pg_sf_upsert(p->oauth, &p->rest, type, ext_field, chunk, 0, ld->deadline, &res,
+            int rc = pg_sf_upsert(p->oauth, &p->rest, type, ext_field, chunk, 0, b->deadline, &res,
                                   &err);
-            pg_log(PG_LOG_DEBUG, ld->rid, "loader.upsert", "check %s:%s: %s x%zu: %s %s", ld->loc,
-                   ld->gcid, type, m, pg_errname(rc), err.code);
+            json_decref(chunk);
+            pg_log(PG_LOG_DEBUG, NULL, "loader.upsert", "batch of %zu checks: %s x%zu: %s %s", b->n,
+                   type, m, pg_errname(rc), err.code);
             if (rc != PG_OK) {
-                call_failed(ld, rc, &err, type, "upsert");
-                json_decref(chunk);
-                break;
+                call_failed(b, &todo, off, m, rc, &err, type, "upsert");
+                if (!any_live(b))
+                    break;
+                continue; /* a refused call was charged to its checks: the others go on */
             }
             for (size_t j = 0; j < m; j++) {
-                json_t *rec = json_array_get(chunk, j), *x = json_array_get(res, j);
+                struct rec *x = &todo.v[off + j];
+                json_t *rec = x->r, *r = json_array_get(res, j);
                 const char *ext = ext_of(rec, ext_field);
-                const char *code = json_string_value(json_object_get(x, "code"));
-                const char *msg = json_string_value(json_object_get(x, "message"));
-                if (json_is_true(json_object_get(x, "ok"))) {
+                const char *code = json_string_value(json_object_get(r, "code"));
+                const char *msg = json_string_value(json_object_get(r, "message"));
+                if (!code)
+                    code = "";
+                if (json_is_true(json_object_get(r, "ok"))) {
                     atomic_fetch_add(&records_ok, 1);
-                    remember(ld, type, ext, json_string_value(json_object_get(x, "id")));
+                    for (size_t i = 0; i < b->n; i++)
+                        if (owns(x, i))
+                            remember(&b->loads[i], type, ext,
+                                     json_string_value(json_object_get(r, "id")));
                     continue;
                 }
                 atomic_fetch_add(&records_failed, 1);
+                struct load *o = live_owner(b, x);
+                if (!o)
+                    continue;
                 if (strcmp(code, "INVALID_FIELD_FOR_INSERT_UPDATE") == 0) {
                     char k[300];
-                    known_key(k, sizeof k, type, ext ? ext : "");
+                    known_key(k, sizeof k, type, ext);
                     if (accept_exists) {
-                        remember(ld, type, ext, "");
+                        for (size_t i = 0; i < b->n; i++)
+                            if (owns(x, i))
+                                remember(&b->loads[i], type, ext, "");
                         continue;
                     }
-                    if (!json_object_get(ld->known, k)) {
+                    if (!json_object_get(o->known, k)) {
                         /* It exists although posgate did not know it (a reply lost to a
                          * timeout): send it again as an update. */
                         json_t *again = json_deep_copy(rec);
-                        strip_create_only(again, type);
-                        json_array_append_new(next, again);
-                        json_object_set_new(ld->known, k, json_string(""));
+                        if (again)
+                            strip_create_only(again, type);
+                        long at = recs_add(&next, again, o, (size_t)(o - b->loads));
+                        if (at >= 0)
+                            memcpy(next.v[at].own, x->own, sizeof x->own);
+                        for (size_t i = 0; i < b->n; i++)
+                            if (owns(x, i))
+                                json_object_set_new(b->loads[i].known, k, json_string(""));
                         continue;
                     }
                 }
-                if (json_is_true(json_object_get(x, "retryable"))) {
+                if (json_is_true(json_object_get(r, "retryable"))) {
                     atomic_fetch_add(&record_retries, 1);
-                    json_array_append(next, rec);
+                    long at = recs_add(&next, json_incref(rec), o, (size_t)(o - b->loads));
+                    if (at >= 0)
+                        memcpy(next.v[at].own, x->own, sizeof x->own);
                     continue;
                 }
-                fail(ld, V_DEAD, code, type, ext, msg);
+                fail_owners(b, x, V_DEAD, code, type, ext, msg);
             }
             json_decref(res);
-            json_decref(chunk);
         }
-        json_decref(todo);
+        recs_free(&todo);
         todo = next;
-        if (ld->v != V_OK && ld->v != V_RETRY)
-            break;
-        if (ld->v == V_RETRY && strcmp(ld->code, "UNABLE_TO_LOCK_ROW") != 0)
-            break; /* a whole-call failure: the job is retried */
     }
-    json_decref(todo);
-    return ld->v == V_OK ? 0 : -1;
+    recs_free(&todo);
 }
 
-/* Delete records by Id (already-gone ones count as deleted). 0 or -1 with the verdict set. */
-static int delete_ids(struct load *ld, json_t *keys, json_t *ids)
+/*
+ * Delete records by Id for the checks still loading (already-gone ones count as deleted). Each
+ * record of in is {"k": "<sObject>:<ext id>", "id": Id}.
+ */
+static void delete_stage(struct batch *b, const struct recs *in)
 {
-    struct pg_loader *p = ld->pool;
-    size_t n = json_array_size(ids);
-    for (int round = 0; n > 0; round++) {
+    struct pg_loader *p = b->pool;
+    struct recs todo = {0};
+    for (size_t i = 0; i < in->n; i++) {
+        struct load *o = live_owner(b, &in->v[i]);
+        if (o)
+            recs_add(&todo, json_incref(in->v[i].r), o, (size_t)(o - b->loads));
+    }
+    for (int round = 0;; round++) {
+        recs_keep_live(b, &todo);
+        if (todo.n == 0)
+            break;
         if (round > LOCK_ROUNDS) {
-            fail(ld, V_RETRY, "UNABLE_TO_LOCK_ROW", "", "", "delete still locked");
-            return -1;
+            for (size_t i = 0; i < todo.n; i++)
+                fail_owners(b, &todo.v[i], V_RETRY, "UNABLE_TO_LOCK_ROW", "", "",
+                            "delete still locked");
+            break;
         }
-        if (round > 0)
-            pg_sleep_ms(pg_backoff_ms(round, LOCK_BASE_MS, LOCK_CAP_MS, rnd64(), -1));
-        json_t *nk = json_array(), *ni = json_array();
-        for (size_t off = 0; off < n; off += PG_SF_COLLECTION_MAX) {
-            size_t m = n - off < PG_SF_COLLECTION_MAX ? n - off : PG_SF_COLLECTION_MAX;
+        if (round > 0) {
+            int64_t d = pg_backoff_ms(round, LOCK_BASE_MS, LOCK_CAP_MS, rnd64(), -1);
+            if (pg_now_ms() + d >= b->deadline) {
+                for (size_t i = 0; i < todo.n; i++)
+                    fail_owners(b, &todo.v[i], V_RETRY, "TIMEOUT", "", "",
+                                "no time left in this job");
+                break;
+            }
+            pg_sleep_ms(d);
+        }
+        struct recs next = {0};
+        for (size_t off = 0; off < todo.n; off += PG_SF_COLLECTION_MAX) {
+            size_t m = todo.n - off < PG_SF_COLLECTION_MAX ? todo.n - off : PG_SF_COLLECTION_MAX;
             json_t *chunk = json_array();
             for (size_t j = 0; j < m; j++)
-                json_array_append(chunk, json_array_get(ids, off + j));
+                json_array_append(chunk, json_object_get(todo.v[off + j].r, "id"));
             json_t *res = NULL;
             struct pg_sf_error err;
-            int rc = pg_sf_delete(p->oauth, &p->rest, chunk, 0, ld->deadline, &res, &err);
+            int rc = pg_sf_delete(p->oauth, &p->rest, chunk, 0, b->deadline, &res, &err);
             json_decref(chunk);
             if (rc != PG_OK) {
-                call_failed(ld, rc, &err, "", "delete");
-                json_decref(nk);
-                json_decref(ni);
-                return -1;
+                call_failed(b, &todo, off, m, rc, &err, "", "delete");
+                if (!any_live(b))
+                    break;
+                continue;
             }
             for (size_t j = 0; j < m; j++) {
-                json_t *x = json_array_get(res, j);
-                const char *key = json_string_value(json_array_get(keys, off + j));
-                const char *code = json_string_value(json_object_get(x, "code"));
-                if (json_is_true(json_object_get(x, "ok")) ||
+                struct rec *x = &todo.v[off + j];
+                json_t *r = json_array_get(res, j);
+                const char *key = json_string_value(json_object_get(x->r, "k"));
+                const char *code = json_string_value(json_object_get(r, "code"));
+                if (!code)
+                    code = "";
+                struct load *o = live_owner(b, x);
+                if (!o)
+                    continue;
+                if (json_is_true(json_object_get(r, "ok")) ||
                     strcmp(code, "ENTITY_IS_DELETED") == 0 ||
                     strcmp(code, "INVALID_CROSS_REFERENCE_KEY") == 0) {
                     atomic_fetch_add(&records_ok, 1);
-                    forget(ld, key);
-                } else if (json_is_true(json_object_get(x, "retryable"))) {
+                    forget(o, key);
+                } else if (json_is_true(json_object_get(r, "retryable"))) {
                     atomic_fetch_add(&record_retries, 1);
-                    json_array_append(nk, json_array_get(keys, off + j));
-                    json_array_append(ni, json_array_get(ids, off + j));
+                    recs_add(&next, json_incref(x->r), o, (size_t)(o - b->loads));
                 } else {
                     atomic_fetch_add(&records_failed, 1);
-                    fail(ld, V_DEAD, code, "", key,
-                         json_string_value(json_object_get(x, "message")));
+                    fail(o, V_DEAD, code, "", key,
+                         json_string_value(json_object_get(r, "message")));
                 }
             }
             json_decref(res);
         }
-        json_array_clear(keys);
-        json_array_extend(keys, nk);
-        json_array_clear(ids);
-        json_array_extend(ids, ni);
-        json_decref(nk);
-        json_decref(ni);
-        n = json_array_size(ids);
-        if (ld->v == V_DEAD)
-            return -1;
+        recs_free(&todo);
+        todo = next;
     }
-    return 0;
+    recs_free(&todo);
 }
 
 /* The PricebookEntry external id of (book, currency, product). */
@@ -401,14 +607,15 @@ static json_t *known_globally(json_t *keys)
     return have;
 }
 
-static void mark_globally(json_t *recs, const char *type, const char *ext_field)
+static void
+mark_globally(const struct batch *b, const struct recs *s, const char *type, const char *ext_field)
 {
-    size_t i;
-    json_t *r;
-    json_array_foreach(recs, i, r)
-    {
+    for (size_t i = 0; i < s->n; i++) {
+        /* a check still loading has every record of the stage in Salesforce */
+        if (!live_owner(b, &s->v[i]))
+            continue;
         char k[300];
-        known_key(k, sizeof k, type, ext_of(r, ext_field) ? ext_of(r, ext_field) : "");
+        known_key(k, sizeof k, type, ext_of(s->v[i].r, ext_field));
         redisReply *rr = NULL;
         if (pg_redis_command(&rr, "HSET " PG_KEY_CHK_KNOWN " %s 1", k) == PG_OK && rr)
             freeReplyObject(rr);
@@ -417,126 +624,156 @@ static void mark_globally(json_t *recs, const char *type, const char *ext_field)
     }
 }
 
-struct plan {
-    struct pg_xf_names names;
-    const char *pb;  /* the order's Pricebook2Id */
-    const char *cur; /* its CurrencyIsoCode or NULL */
-};
+/* Add r (stolen) for check i, or add check i to the owners of the record with the same key. */
+static void
+add_shared(struct recs *s, json_t *index, const char *key, json_t *r, struct batch *b, size_t i)
+{
+    json_t *at = json_object_get(index, key);
+    if (at) {
+        struct rec *x = &s->v[json_integer_value(at)];
+        x->own[i / 64] |= UINT64_C(1) << (i % 64);
+        json_decref(r);
+        return;
+    }
+    long n = recs_add(s, r, &b->loads[i], i);
+    if (n >= 0)
+        json_object_set_new(index, key, json_integer(n));
+}
 
 /*
- * Step 2 (checks.load.create_missing_products): the check's products, then their entries in the
- * standard book (when the order's book is another one) and in the order's book. Both are
- * remembered posgate-wide in pg:chk:known, so a product is upserted once, not once per check;
- * an entry is never updated (its price is the item's, per line).
+ * Stage 2 (checks.load.create_missing_products): the batch's products, then their entries in the
+ * standard book (when an order's book is another one) and in the orders' books. Each is sent once
+ * per batch whichever checks need it (an external id twice in one call would be refused), and
+ * remembered posgate-wide in pg:chk:known, so a product is upserted once, not once per check; an
+ * entry is never updated (its price is the item's, per line).
  */
-static int ensure_products(struct load *ld, const struct plan *pl, json_t *xf, json_t *items)
+static void ensure_products(struct batch *b)
 {
-    const struct pg_config *cfg = ld->pool->cfg;
-    const char *pf = pl->names.product_ext;
+    const struct pg_config *cfg = b->pool->cfg;
+    const char *pf = b->names.product_ext;
     const char *std = cfg->load_std_pricebook;
-    int std_needed = std && *std && strncmp(std, pl->pb, 15) != 0;
-    json_t *products = json_object_get(xf, "products");
-    json_t *keys = json_array();
-    size_t i;
-    json_t *r;
-    json_array_foreach(products, i, r)
-    {
-        const char *mi = ext_of(r, pf);
-        char k[300], e[200];
-        if (!mi)
+    json_t *wanted = json_object(), *keys = json_array();
+    for (size_t c = 0; c < b->n; c++) {
+        struct load *ld = &b->loads[c];
+        if (!live(ld))
             continue;
-        known_key(k, sizeof k, "Product2", mi);
-        json_array_append_new(keys, json_string(k));
-        pbe_ext(e, sizeof e, pl->pb, pl->cur, mi);
-        known_key(k, sizeof k, "PricebookEntry", e);
-        json_array_append_new(keys, json_string(k));
-        if (std_needed) {
-            pbe_ext(e, sizeof e, std, pl->cur, mi);
-            known_key(k, sizeof k, "PricebookEntry", e);
-            json_array_append_new(keys, json_string(k));
-        }
-    }
-    json_t *have = known_globally(keys);
-    json_decref(keys);
-    json_t *prods = json_array(), *std_entries = json_array(), *entries = json_array();
-    json_array_foreach(products, i, r)
-    {
-        const char *mi = ext_of(r, pf);
-        char k[300], e[200];
-        if (!mi)
-            continue;
-        known_key(k, sizeof k, "Product2", mi);
-        if (!json_object_get(have, k)) {
-            json_t *prod = json_deep_copy(r);
-            /* Product2.IsActive defaults to false, and an inactive product cannot be sold */
-            json_object_set_new(prod, "IsActive", json_true());
-            json_array_append_new(prods, prod);
-        }
-        /* the list price: the first item of this product (an item sets its own UnitPrice) */
-        json_t *price = NULL;
-        size_t j;
-        json_t *it;
-        json_array_foreach(items, j, it)
+        int std_needed = std && *std && strncmp(std, ld->pl.pb, 15) != 0;
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(ld->xf, "products"), i, r)
         {
-            const char *v = ext_of(json_object_get(it, "Product2"), pf);
-            if (v && strcmp(v, mi) == 0) {
-                price = abs_price(json_object_get(it, "UnitPrice"));
-                break;
+            const char *mi = ext_of(r, pf);
+            char k[300], e[200];
+            if (!mi)
+                continue;
+            known_key(k, sizeof k, "Product2", mi);
+            json_object_set_new(wanted, k, json_true());
+            pbe_ext(e, sizeof e, ld->pl.pb, ld->pl.cur, mi);
+            known_key(k, sizeof k, "PricebookEntry", e);
+            json_object_set_new(wanted, k, json_true());
+            if (std_needed) {
+                pbe_ext(e, sizeof e, std, ld->pl.cur, mi);
+                known_key(k, sizeof k, "PricebookEntry", e);
+                json_object_set_new(wanted, k, json_true());
             }
         }
-        if (!price)
-            price = json_string("0");
-        for (int b = 0; b < 2; b++) {
-            const char *book = b == 0 ? (std_needed ? std : NULL) : pl->pb;
-            if (!book)
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(wanted, key, v)
+    {
+        json_array_append_new(keys, json_string(key));
+    }
+    json_decref(wanted);
+    json_t *have = known_globally(keys);
+    json_decref(keys);
+    struct recs prods = {0}, std_entries = {0}, entries = {0};
+    json_t *ip = json_object(), *is = json_object(), *ie = json_object();
+    for (size_t c = 0; c < b->n; c++) {
+        struct load *ld = &b->loads[c];
+        if (!live(ld))
+            continue;
+        int std_needed = std && *std && strncmp(std, ld->pl.pb, 15) != 0;
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(ld->xf, "products"), i, r)
+        {
+            const char *mi = ext_of(r, pf);
+            char k[300], e[200];
+            if (!mi)
                 continue;
-            pbe_ext(e, sizeof e, book, pl->cur, mi);
-            known_key(k, sizeof k, "PricebookEntry", e);
-            if (json_object_get(have, k))
-                continue;
-            json_t *rec = json_pack("{s:{s:s}, s:s, s:s, s:{s:s}, s:O, s:b}", "attributes", "type",
-                                    "PricebookEntry", cfg->load_pbe_ext_field, e, "Pricebook2Id",
-                                    book, "Product2", pf, mi, "UnitPrice", price, "IsActive", 1);
-            if (pl->cur)
-                json_object_set_new(rec, "CurrencyIsoCode", json_string(pl->cur));
-            json_array_append_new(b == 0 ? std_entries : entries, rec);
+            known_key(k, sizeof k, "Product2", mi);
+            if (!json_object_get(have, k)) {
+                json_t *prod = json_deep_copy(r);
+                /* Product2.IsActive defaults to false, and an inactive product cannot be sold */
+                if (prod)
+                    json_object_set_new(prod, "IsActive", json_true());
+                add_shared(&prods, ip, k, prod, b, c);
+            }
+            /* the list price: the first item of this product (an item sets its own UnitPrice) */
+            json_t *price = NULL;
+            size_t j;
+            json_t *it;
+            json_array_foreach(ld->all_items, j, it)
+            {
+                const char *pv = ext_of(json_object_get(it, "Product2"), pf);
+                if (pv && strcmp(pv, mi) == 0) {
+                    price = abs_price(json_object_get(it, "UnitPrice"));
+                    break;
+                }
+            }
+            if (!price)
+                price = json_string("0");
+            for (int bk = 0; bk < 2; bk++) {
+                const char *book = bk == 0 ? (std_needed ? std : NULL) : ld->pl.pb;
+                if (!book)
+                    continue;
+                pbe_ext(e, sizeof e, book, ld->pl.cur, mi);
+                known_key(k, sizeof k, "PricebookEntry", e);
+                if (json_object_get(have, k))
+                    continue;
+                json_t *rec =
+                    json_pack("{s:{s:s}, s:s, s:s, s:{s:s}, s:O, s:b}", "attributes", "type",
+                              "PricebookEntry", cfg->load_pbe_ext_field, e, "Pricebook2Id", book,
+                              "Product2", pf, mi, "UnitPrice", price, "IsActive", 1);
+                if (rec && ld->pl.cur)
+                    json_object_set_new(rec, "CurrencyIsoCode", json_string(ld->pl.cur));
+                add_shared(bk == 0 ? &std_entries : &entries, bk == 0 ? is : ie, k, rec, b, c);
+            }
+            json_decref(price);
         }
-        json_decref(price);
     }
     json_decref(have);
-    pg_log(PG_LOG_DEBUG, ld->rid, "loader.products",
-           "check %s:%s: %zu products, %zu + %zu price book entries to ensure", ld->loc, ld->gcid,
-           json_array_size(prods), json_array_size(std_entries), json_array_size(entries));
-    int rc = 0;
-    if (json_array_size(prods) && upsert_all(ld, "Product2", pf, prods, 0))
-        rc = -1;
+    json_decref(ip);
+    json_decref(is);
+    json_decref(ie);
+    pg_log(PG_LOG_DEBUG, NULL, "loader.products",
+           "batch of %zu checks: %zu products, %zu + %zu price book entries to ensure", b->n,
+           prods.n, std_entries.n, entries.n);
+    upsert_stage(b, "Product2", pf, &prods, 0);
     /* Salesforce wants a product's standard price before any other book's entry */
-    if (!rc && json_array_size(std_entries) &&
-        upsert_all(ld, "PricebookEntry", cfg->load_pbe_ext_field, std_entries, 1))
-        rc = -1;
-    if (!rc && json_array_size(entries) &&
-        upsert_all(ld, "PricebookEntry", cfg->load_pbe_ext_field, entries, 1))
-        rc = -1;
-    if (!rc) {
-        mark_globally(prods, "Product2", pf);
-        mark_globally(std_entries, "PricebookEntry", cfg->load_pbe_ext_field);
-        mark_globally(entries, "PricebookEntry", cfg->load_pbe_ext_field);
-    }
-    json_decref(prods);
-    json_decref(std_entries);
-    json_decref(entries);
-    return rc;
+    upsert_stage(b, "PricebookEntry", cfg->load_pbe_ext_field, &std_entries, 1);
+    upsert_stage(b, "PricebookEntry", cfg->load_pbe_ext_field, &entries, 1);
+    /* a record whose checks all failed may not be in Salesforce: not marked */
+    mark_globally(b, &prods, "Product2", pf);
+    mark_globally(b, &std_entries, "PricebookEntry", cfg->load_pbe_ext_field);
+    mark_globally(b, &entries, "PricebookEntry", cfg->load_pbe_ext_field);
+    recs_free(&prods);
+    recs_free(&std_entries);
+    recs_free(&entries);
 }
 
 /* An OrderItem as the transform made it → as it is upserted: its PricebookEntry by reference. */
-static json_t *item_for_load(const struct load *ld, const struct plan *pl, const json_t *it)
+static json_t *item_for_load(const struct load *ld, const struct pg_xf_names *nm, const json_t *it)
 {
     json_t *r = json_deep_copy(it);
-    const char *mi = ext_of(json_object_get(it, "Product2"), pl->names.product_ext);
+    if (!r)
+        return NULL;
+    const char *mi = ext_of(json_object_get(it, "Product2"), nm->product_ext);
     json_object_del(r, "Product2"); /* derived from the entry on an OrderItem (read-only) */
     if (mi) {
         char e[200];
-        pbe_ext(e, sizeof e, pl->pb, pl->cur, mi);
+        pbe_ext(e, sizeof e, ld->pl.pb, ld->pl.cur, mi);
         json_object_set_new(r, "PricebookEntry",
                             json_pack("{s:s}", ld->pool->cfg->load_pbe_ext_field, e));
     }
@@ -550,23 +787,25 @@ static json_t *status_only(const char *ext_field, const char *ext, const char *s
                      status);
 }
 
-/* Steps 2-7 for one transformed check. 0 when it is all in Salesforce. */
-static int load_records(struct load *ld, json_t *xf)
+/*
+ * The records of one transformed check, by stage (ld->drafts, adj_drafts, items, final), and
+ * ld->sent: every record of this version, so what Salesforce holds beyond it can be deleted.
+ */
+static void plan_records(struct load *ld, const struct pg_xf_names *nm)
 {
-    struct pg_loader *p = ld->pool;
-    struct plan pl;
-    pg_xf_config_names(p->xf, &pl.names);
+    json_t *xf = ld->xf;
     json_t *order = json_object_get(xf, "order");
-    pl.pb = json_string_value(json_object_get(order, "Pricebook2Id"));
-    pl.cur = json_string_value(json_object_get(order, "CurrencyIsoCode"));
-    if (!pl.pb)
-        pl.pb = "";
-    const char *oef = pl.names.order_ext;
-    json_t *orders = json_array(), *final = json_array(), *items = json_array();
-    json_t *payments = json_object_get(xf, "payments");
-    int rc = -1;
-
-    /* Every record of this version, so what Salesforce holds beyond it can be deleted. */
+    ld->pl.pb = json_string_value(json_object_get(order, "Pricebook2Id"));
+    ld->pl.cur = json_string_value(json_object_get(order, "CurrencyIsoCode"));
+    if (!ld->pl.pb)
+        ld->pl.pb = "";
+    const char *oef = nm->order_ext;
+    ld->all_items = json_array();
+    ld->drafts = json_array();
+    ld->adj_drafts = json_array();
+    ld->items = json_array();
+    ld->final = json_array();
+    json_t *orders = json_array();
     json_array_append(orders, order);
     size_t i;
     json_t *a;
@@ -574,126 +813,159 @@ static int load_records(struct load *ld, json_t *xf)
     {
         json_array_append(orders, json_object_get(a, "order"));
     }
-    json_t *all_items = json_array();
-    json_array_extend(all_items, json_object_get(xf, "items"));
+    json_array_extend(ld->all_items, json_object_get(xf, "items"));
     json_array_foreach(json_object_get(xf, "adjustments"), i, a)
     {
-        json_array_extend(all_items, json_object_get(a, "items"));
+        json_array_extend(ld->all_items, json_object_get(a, "items"));
     }
     json_t *r;
     char k[300];
+    json_array_foreach(ld->all_items, i, r)
+    {
+        known_key(k, sizeof k, "OrderItem", ext_of(r, nm->item_ext));
+        json_object_set_new(ld->sent, k, json_true());
+        json_t *it = item_for_load(ld, nm, r);
+        if (it)
+            json_array_append_new(ld->items, it);
+    }
+    json_array_foreach(json_object_get(xf, "payments"), i, r)
+    {
+        known_key(k, sizeof k, nm->payment_object, ext_of(r, nm->payment_ext));
+        json_object_set_new(ld->sent, k, json_true());
+    }
+    /* Stage 3: the orders as Draft (created so, or reverted so that items may change), and
+     * orders of an earlier version no longer on the check (an adjustment order that went away)
+     * reverted too, so that they can be deleted. */
     json_array_foreach(orders, i, r)
     {
         known_key(k, sizeof k, "Order", ext_of(r, oef));
         json_object_set_new(ld->sent, k, json_true());
-    }
-    json_array_foreach(all_items, i, r)
-    {
-        known_key(k, sizeof k, "OrderItem", ext_of(r, pl.names.item_ext));
-        json_object_set_new(ld->sent, k, json_true());
-        json_array_append_new(items, item_for_load(ld, &pl, r));
-    }
-    json_array_foreach(payments, i, r)
-    {
-        known_key(k, sizeof k, pl.names.payment_object, ext_of(r, pl.names.payment_ext));
-        json_object_set_new(ld->sent, k, json_true());
-    }
-
-    if (p->cfg->load_create_products && ensure_products(ld, &pl, xf, all_items))
-        goto out;
-
-    /* Step 3: the orders as Draft (created so, or reverted so that items may change), and
-     * orders of an earlier version no longer on the check (an adjustment order that went away)
-     * reverted too, so that they can be deleted. */
-    json_t *drafts = json_array(), *adj_drafts = json_array();
-    json_array_foreach(orders, i, r)
-    {
         json_t *d = json_deep_copy(r);
+        if (!d)
+            continue;
         const char *st = json_string_value(json_object_get(r, "Status"));
         if (st && strcmp(st, "Draft") != 0)
-            json_array_append_new(final, status_only(oef, ext_of(r, oef), st));
+            json_array_append_new(ld->final, status_only(oef, ext_of(r, oef), st));
         json_object_set_new(d, "Status", json_string("Draft"));
         /* an adjustment order refers to the sale by external id: the sale goes in an earlier
          * call, so that a sale refused (a lock error) cannot make its adjustment look invalid */
-        json_array_append_new(i == 0 ? drafts : adj_drafts, d);
+        json_array_append_new(i == 0 ? ld->drafts : ld->adj_drafts, d);
     }
-    json_t *stale_keys = json_array(), *stale_ids = json_array();
+    json_decref(orders);
     const char *key;
     json_t *v;
     json_object_foreach(ld->known, key, v)
     {
-        if (json_object_get(ld->sent, key))
-            continue;
-        if (strncmp(key, "Order:", 6) == 0)
-            json_array_append_new(drafts, status_only(oef, key + 6, "Draft"));
+        if (!json_object_get(ld->sent, key) && strncmp(key, "Order:", 6) == 0)
+            json_array_append_new(ld->drafts, status_only(oef, key + 6, "Draft"));
     }
-    int failed = upsert_all(ld, "Order", oef, drafts, 0) ||
-                 (json_array_size(adj_drafts) && upsert_all(ld, "Order", oef, adj_drafts, 0));
-    json_decref(drafts);
-    json_decref(adj_drafts);
-    if (failed)
-        goto out_stale;
+}
+
+/* The records of array field (an offset of a json_t * in struct load) of every live check. */
+static void gather(struct batch *b, size_t field_off, struct recs *out)
+{
+    for (size_t c = 0; c < b->n; c++) {
+        struct load *ld = &b->loads[c];
+        if (!live(ld))
+            continue;
+        json_t *arr = *(json_t **)((char *)ld + field_off);
+        size_t i;
+        json_t *r;
+        json_array_foreach(arr, i, r) recs_add(out, json_incref(r), ld, c);
+    }
+}
+
+/*
+ * Steps 2-7 for every prepared check of the batch, stage by stage across the checks: a stage's
+ * records of all checks go together in calls of at most 200, parents before children. A check
+ * that fails in a stage (its verdict set) takes no part in the later ones; the others go on.
+ */
+static void run_stages(struct batch *b)
+{
+    struct pg_loader *p = b->pool;
+    const struct pg_xf_names *nm = &b->names;
+    struct recs s = {0};
+    if (p->cfg->load_create_products)
+        ensure_products(b);
+
+    gather(b, offsetof(struct load, drafts), &s);
+    upsert_stage(b, "Order", nm->order_ext, &s, 0);
+    recs_clear(&s);
+    gather(b, offsetof(struct load, adj_drafts), &s);
+    upsert_stage(b, "Order", nm->order_ext, &s, 0);
+    recs_clear(&s);
 
     /* Step 4: items and payments (then orders) synced before and no longer on the check. Items
      * go first: deleting an order takes its items with it. A standard Payment cannot be deleted
      * once Processed (salesforce-wire §5.6): it is moved to Canceled instead. */
-    json_t *cancel = json_array();
-    json_object_foreach(ld->known, key, v)
-    {
-        if (strncmp(key, "Payment:", 8) == 0 && !json_object_get(ld->sent, key))
-            json_array_append_new(cancel,
-                                  json_pack("{s:{s:s}, s:s, s:s}", "attributes", "type", "Payment",
-                                            pl.names.payment_ext, key + 8, "Status", "Canceled"));
-    }
-    failed = json_array_size(cancel) && upsert_all(ld, "Payment", pl.names.payment_ext, cancel, 0);
-    json_array_foreach(cancel, i, r)
-    {
-        char ck[300];
-        known_key(ck, sizeof ck, "Payment", ext_of(r, pl.names.payment_ext));
-        if (!failed)
-            forget(ld, ck); /* canceled: no longer one of the check's payments */
-    }
-    json_decref(cancel);
-    if (failed)
-        goto out_stale;
-    for (int pass = 0; pass < 2; pass++) {
+    for (size_t c = 0; c < b->n; c++) {
+        struct load *ld = &b->loads[c];
+        if (!live(ld))
+            continue;
+        const char *key;
+        json_t *v;
         json_object_foreach(ld->known, key, v)
         {
-            int is_order = strncmp(key, "Order:", 6) == 0;
-            if (json_object_get(ld->sent, key) || is_order != pass ||
-                strncmp(key, "Payment:", 8) == 0)
+            if (strncmp(key, "Payment:", 8) == 0 && !json_object_get(ld->sent, key))
+                recs_add(&s,
+                         json_pack("{s:{s:s}, s:s, s:s}", "attributes", "type", "Payment",
+                                   nm->payment_ext, key + 8, "Status", "Canceled"),
+                         ld, c);
+        }
+    }
+    if (s.n) {
+        upsert_stage(b, "Payment", nm->payment_ext, &s, 0);
+        for (size_t i = 0; i < s.n; i++) {
+            struct load *o = live_owner(b, &s.v[i]);
+            char ck[300];
+            known_key(ck, sizeof ck, "Payment", ext_of(s.v[i].r, nm->payment_ext));
+            if (o)
+                forget(o, ck); /* canceled: no longer one of the check's payments */
+        }
+    }
+    recs_clear(&s);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t c = 0; c < b->n; c++) {
+            struct load *ld = &b->loads[c];
+            if (!live(ld))
                 continue;
-            const char *id = json_string_value(v);
-            if (id && *id) {
-                json_array_append_new(stale_keys, json_string(key));
-                json_array_append_new(stale_ids, json_string(id));
+            const char *key;
+            json_t *v;
+            json_object_foreach(ld->known, key, v)
+            {
+                int is_order = strncmp(key, "Order:", 6) == 0;
+                if (json_object_get(ld->sent, key) || is_order != pass ||
+                    strncmp(key, "Payment:", 8) == 0)
+                    continue;
+                const char *id = json_string_value(v);
+                if (id && *id)
+                    recs_add(&s, json_pack("{s:s, s:s}", "k", key, "id", id), ld, c);
             }
         }
-        if (json_array_size(stale_ids) && delete_ids(ld, stale_keys, stale_ids))
-            goto out_stale;
-        json_array_clear(stale_keys);
-        json_array_clear(stale_ids);
+        if (s.n)
+            delete_stage(b, &s);
+        recs_clear(&s);
     }
 
     /* Step 5, 6: items, payments. */
-    if (json_array_size(items) && upsert_all(ld, "OrderItem", pl.names.item_ext, items, 0))
-        goto out_stale;
-    if (json_array_size(payments) &&
-        upsert_all(ld, pl.names.payment_object, pl.names.payment_ext, payments, 0))
-        goto out_stale;
+    gather(b, offsetof(struct load, items), &s);
+    upsert_stage(b, "OrderItem", nm->item_ext, &s, 0);
+    recs_clear(&s);
+    for (size_t c = 0; c < b->n; c++) {
+        struct load *ld = &b->loads[c];
+        if (!live(ld))
+            continue;
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(ld->xf, "payments"), i, r)
+            recs_add(&s, json_incref(r), ld, c);
+    }
+    upsert_stage(b, nm->payment_object, nm->payment_ext, &s, 0);
+    recs_clear(&s);
     /* Step 7: the final status, once the order has its items. */
-    if (json_array_size(final) && upsert_all(ld, "Order", oef, final, 0))
-        goto out_stale;
-    rc = 0;
-out_stale:
-    json_decref(stale_keys);
-    json_decref(stale_ids);
-out:
-    json_decref(all_items);
-    json_decref(orders);
-    json_decref(final);
-    json_decref(items);
-    return rc;
+    gather(b, offsetof(struct load, final), &s);
+    upsert_stage(b, "Order", nm->order_ext, &s, 0);
+    recs_free(&s);
 }
 
 /* ---------------------------------------------------------------- the job */
@@ -872,55 +1144,6 @@ static void set_account(json_t *xf, const char *account)
 }
 
 /* Load the check, or say why not (ld's verdict). *xf_out: the transform (on V_OK). */
-static void load_check(struct load *ld, const char *check_text, json_t **xf_out)
-{
-    struct pg_loader *p = ld->pool;
-    json_t *check = json_loads(check_text, 0, NULL);
-    if (!check) {
-        fail(ld, V_DEAD, "BAD_PAYLOAD", "", "", "the stored check is not JSON");
-        return;
-    }
-    json_t *dims = NULL;
-    redisReply *r = NULL;
-    if (pg_redis_command(&r, "GET " PG_KEY_CHK_DIMS "%s", ld->loc) == PG_OK &&
-        r->type == REDIS_REPLY_STRING)
-        dims = json_loads(r->str, 0, NULL);
-    if (r)
-        freeReplyObject(r);
-    json_t *xf = NULL;
-    char why[300] = "";
-    int rc = pg_xf_check(p->xf, check, ld->loc, dims, &xf, why, sizeof why);
-    json_decref(dims);
-    if (rc != PG_OK) {
-        fail(ld, rc == PG_ENOMEM ? V_RETRY : V_DEAD, "TRANSFORM", "", "", why);
-        json_decref(check);
-        return;
-    }
-    log_flags(ld, xf);
-    if (p->hooks.match) {
-        char account[64] = "";
-        why[0] = '\0';
-        int64_t budget = ld->deadline - pg_now_ms();
-        rc = p->hooks.match(p->hooks.ud, check, ld->loc, pg_now_ms() + budget / 4, account,
-                            sizeof account, why, sizeof why);
-        if (rc != PG_OK) {
-            fail(ld, V_RETRY, "MATCH", "", "", why[0] ? why : pg_strerror(rc));
-            json_decref(check);
-            json_decref(xf);
-            return;
-        }
-        if (account[0])
-            set_account(xf, account);
-    }
-    json_decref(check);
-    if (load_records(ld, xf) == 0) {
-        *xf_out = xf;
-        return;
-    }
-    json_decref(xf);
-}
-
-/* Read pg:chk:lines into ld->known. */
 static int read_known(struct load *ld)
 {
     redisReply *r = NULL;
@@ -988,141 +1211,294 @@ static void record_synced(const struct load *ld,
     free(sj);
 }
 
-static void process(struct worker *w, const struct pg_store_msg *m)
+/* Step 1: transform the check and match its customer into ld->xf, or say why not (verdict). */
+static void transform_check(struct load *ld, int64_t deadline)
 {
-    struct pg_loader *p = w->pool;
-    const struct pg_config *cfg = p->cfg;
-    const char *loc = field(m, "loc"), *gcid = field(m, "gcid"), *rid = field(m, "rid");
-    const char *enq = field(m, "enq_ms");
-    long long attempt = 1, force = 0;
-    if (!field(m, "attempt") || pg_strtonum(field(m, "attempt"), 1, 1000000, &attempt) != 0)
-        attempt = 1;
-    if (!field(m, "force") || pg_strtonum(field(m, "force"), 0, 1, &force) != 0)
-        force = 0;
-    if (!loc || !*loc || !gcid || !*gcid || strlen(loc) > PG_CHECKQ_LOC_MAX || strlen(gcid) > 20) {
-        pg_log(PG_LOG_ERROR, rid, "loader.bad_job", "queue entry %s names no check; dropped",
-               m->id);
-        finish(m);
+    struct pg_loader *p = ld->pool;
+    json_t *check = json_loads(ld->check_text, 0, NULL);
+    if (!check) {
+        fail(ld, V_DEAD, "BAD_PAYLOAD", "", "", "the stored check is not JSON");
         return;
     }
-    char lock[200];
-    snprintf(lock, sizeof lock, PG_KEY_CHK_LOCK "%s:%s", loc, gcid);
+    json_t *dims = NULL;
     redisReply *r = NULL;
-    int rc = pg_redis_command(&r, "SET %s %s NX PX %d", lock, w->consumer, cfg->load_lock_ms);
+    if (pg_redis_command(&r, "GET " PG_KEY_CHK_DIMS "%s", ld->loc) == PG_OK &&
+        r->type == REDIS_REPLY_STRING)
+        dims = json_loads(r->str, 0, NULL);
+    if (r)
+        freeReplyObject(r);
+    json_t *xf = NULL;
+    char why[300] = "";
+    int rc = pg_xf_check(p->xf, check, ld->loc, dims, &xf, why, sizeof why);
+    json_decref(dims);
+    if (rc != PG_OK) {
+        fail(ld, rc == PG_ENOMEM ? V_RETRY : V_DEAD, "TRANSFORM", "", "", why);
+        json_decref(check);
+        return;
+    }
+    log_flags(ld, xf);
+    if (p->hooks.match) {
+        char account[64] = "";
+        why[0] = '\0';
+        /* a quarter of what is left of the batch's lease, so loading keeps its time */
+        int64_t budget = (deadline - pg_now_ms()) / 4;
+        rc = p->hooks.match(p->hooks.ud, check, ld->loc, pg_now_ms() + budget, account,
+                            sizeof account, why, sizeof why);
+        if (rc != PG_OK) {
+            fail(ld, V_RETRY, "MATCH", "", "", why[0] ? why : pg_strerror(rc));
+            json_decref(check);
+            json_decref(xf);
+            return;
+        }
+        if (account[0])
+            set_account(xf, account);
+    }
+    json_decref(check);
+    ld->xf = xf;
+}
+
+static void finish_load(struct load *ld)
+{
+    finish(ld->m);
+    ld->finished = 1;
+}
+
+/* Read a job's fields; 0, or -1 when it names no check (dropped). */
+static int read_job(struct load *ld)
+{
+    const struct pg_store_msg *m = ld->m;
+    const char *loc = field(m, "loc"), *gcid = field(m, "gcid");
+    ld->rid = field(m, "rid");
+    ld->enq = field(m, "enq_ms");
+    ld->attempt = 1;
+    ld->force = 0;
+    ld->dup_of = -1;
+    if (!field(m, "attempt") || pg_strtonum(field(m, "attempt"), 1, 1000000, &ld->attempt) != 0)
+        ld->attempt = 1;
+    if (!field(m, "force") || pg_strtonum(field(m, "force"), 0, 1, &ld->force) != 0)
+        ld->force = 0;
+    if (!loc || !*loc || !gcid || !*gcid || strlen(loc) > PG_CHECKQ_LOC_MAX || strlen(gcid) > 20) {
+        pg_log(PG_LOG_ERROR, ld->rid, "loader.bad_job", "queue entry %s names no check; dropped",
+               m->id);
+        finish_load(ld);
+        ld->done = 1;
+        return -1;
+    }
+    snprintf(ld->loc, sizeof ld->loc, "%s", loc);
+    snprintf(ld->gcid, sizeof ld->gcid, "%s", gcid);
+    snprintf(ld->lines_key, sizeof ld->lines_key, PG_KEY_CHK_LINES "%s:%s", loc, gcid);
+    snprintf(ld->lock, sizeof ld->lock, PG_KEY_CHK_LOCK "%s:%s", loc, gcid);
+    return 0;
+}
+
+/*
+ * Take the check's lease, read the newest version held, skip it when that digest is synced,
+ * transform it and plan its records. Leaves ld active (in the stages), done, pending, or with
+ * its verdict set.
+ */
+static void prepare(struct worker *w, struct batch *b, struct load *ld)
+{
+    const struct pg_config *cfg = b->pool->cfg;
+    redisReply *r = NULL;
+    int rc = pg_redis_command(&r, "SET %s %s NX PX %d", ld->lock, w->consumer, cfg->load_lock_ms);
     int got = rc == PG_OK && r && r->type == REDIS_REPLY_STATUS;
     if (r)
         freeReplyObject(r);
-    if (rc != PG_OK)
-        return; /* Redis trouble: it stays pending and is read again or reclaimed */
+    if (rc != PG_OK) {
+        ld->pending = 1; /* Redis trouble: it stays pending and is read again or reclaimed */
+        return;
+    }
     if (!got) {
-        if (schedule(loc, gcid, rid, enq, (int)attempt, (int)force, LOCKED_RETRY_MS) == PG_OK) {
+        /* another worker is loading it: this job comes back shortly */
+        if (schedule(ld->loc, ld->gcid, ld->rid, ld->enq, (int)ld->attempt, (int)ld->force,
+                     LOCKED_RETRY_MS) == PG_OK) {
             count(OUT_DEFERRED);
-            finish(m);
+            finish_load(ld);
+            ld->done = 1;
+        } else {
+            ld->pending = 1;
         }
         return;
     }
-
-    struct load ld = {.pool = p, .rid = rid, .v = V_OK};
-    snprintf(ld.loc, sizeof ld.loc, "%s", loc);
-    snprintf(ld.gcid, sizeof ld.gcid, "%s", gcid);
-    snprintf(ld.lines_key, sizeof ld.lines_key, PG_KEY_CHK_LINES "%s:%s", loc, gcid);
-    /* The lease bounds the job: every call must end before another worker may take it. */
-    ld.deadline = pg_now_ms() + cfg->load_lock_ms - 1000;
-    ld.known = json_object();
-    ld.sent = json_object();
-    char *check = NULL, *digest = NULL, *synced = NULL, *busdt = NULL;
+    ld->leased = 1;
     r = NULL;
-    rc = pg_redis_command(&r, "HMGET " PG_KEY_CHK "%s:%s check digest synced_digest busdt", loc,
-                          gcid);
+    rc = pg_redis_command(&r, "HMGET " PG_KEY_CHK "%s:%s check digest synced_digest busdt", ld->loc,
+                          ld->gcid);
     if (rc != PG_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
         if (r)
             freeReplyObject(r);
-        goto unlock; /* stays pending: retried by reclaim */
+        ld->pending = 1;
+        return;
     }
-    check = r->element[0]->str ? strdup(r->element[0]->str) : NULL;
-    digest = r->element[1]->str ? strdup(r->element[1]->str) : NULL;
-    synced = r->element[2]->str ? strdup(r->element[2]->str) : NULL;
-    busdt = r->element[3]->str ? strdup(r->element[3]->str) : NULL;
+    ld->check_text = r->element[0]->str ? strdup(r->element[0]->str) : NULL;
+    ld->digest = r->element[1]->str ? strdup(r->element[1]->str) : NULL;
+    int synced = r->element[2]->str && ld->digest && strcmp(r->element[2]->str, ld->digest) == 0;
+    ld->busdt = r->element[3]->str ? strdup(r->element[3]->str) : NULL;
     freeReplyObject(r);
-    if (!check || !digest) {
-        pg_log(PG_LOG_WARN, rid, "loader.no_check", "no check %s:%s held; job dropped", loc, gcid);
-        finish(m);
-        goto done;
+    if (!ld->check_text || !ld->digest) {
+        pg_log(PG_LOG_WARN, ld->rid, "loader.no_check", "no check %s:%s held; job dropped", ld->loc,
+               ld->gcid);
+        finish_load(ld);
+        ld->done = 1;
+        return;
     }
-    if (!force && synced && strcmp(synced, digest) == 0) {
+    if (!ld->force && synced) {
         count(OUT_UNCHANGED); /* this version is in Salesforce already */
-        finish(m);
-        goto done;
+        finish_load(ld);
+        ld->done = 1;
+        return;
     }
-    if (read_known(&ld) != PG_OK)
-        goto done; /* Redis trouble: stays pending */
-
-    json_t *xf = NULL;
-    load_check(&ld, check, &xf);
-    if (ld.v == V_OK) {
-        record_synced(&ld, xf, digest, busdt, check);
-        json_decref(xf);
-        count(OUT_LOADED);
-        long long enq_ms = 0;
-        if (enq && pg_strtonum(enq, 0, INT64_MAX, &enq_ms) == 0)
-            pg_log(PG_LOG_DEBUG, rid, "loader.loaded", "check %s:%s in %lld ms", loc, gcid,
-                   (long long)(pg_wall_ms() - enq_ms));
-        finish(m);
-    } else if (ld.v == V_PAUSE) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%d", cfg->load_limit_pause_s);
-        redisReply *pr = NULL;
-        if (pg_redis_command(&pr, "SET " PG_KEY_CHK_PAUSE " %s EX %s", ld.message, secs) == PG_OK &&
-            pr)
-            freeReplyObject(pr);
-        else if (pr)
-            freeReplyObject(pr);
-        pg_log(PG_LOG_ERROR, rid, "loader.paused",
-               "Salesforce refused a call with REQUEST_LIMIT_EXCEEDED: loading paused for %d s "
-               "(%s)",
-               cfg->load_limit_pause_s, ld.message);
-        /* Not the check's fault: it waits for the end of the pause without using an attempt. */
-        if (schedule(loc, gcid, rid, enq, (int)attempt, (int)force,
-                     (int64_t)cfg->load_limit_pause_s * 1000) == PG_OK) {
-            count(OUT_PAUSED);
-            finish(m);
-        }
-    } else if (ld.v == V_RETRY && attempt < cfg->load_max_attempts) {
-        int64_t delay = pg_backoff_ms((int)attempt, cfg->load_retry_base_ms, cfg->load_retry_cap_ms,
-                                      rnd64(), -1);
-        char err[700];
-        snprintf(err, sizeof err, "%s: %s", ld.code, ld.message);
-        if (schedule(loc, gcid, rid, enq, (int)attempt + 1, (int)force, delay) == PG_OK) {
-            hset_state(loc, gcid, "queued", err);
-            count(OUT_RETRIED);
-            finish(m);
-        }
-        pg_log(PG_LOG_WARN, rid, "loader.retry",
-               "check %s:%s attempt %lld failed (%s); next in "
-               "%lld ms",
-               loc, gcid, attempt, err, (long long)delay);
-    } else {
-        if (dead_letter(m, &ld, attempt) == PG_OK) {
-            count(OUT_DEAD);
-            finish(m);
-        }
+    ld->known = json_object();
+    ld->sent = json_object();
+    if (read_known(ld) != PG_OK) {
+        ld->pending = 1; /* Redis trouble: stays pending */
+        return;
     }
-done:
-    free(check);
-    free(digest);
-    free(synced);
-    free(busdt);
-unlock:
-    json_decref(ld.known);
-    json_decref(ld.sent);
-    const char *uargs[] = {lock, w->consumer};
-    redisReply *ur = NULL;
-    if (eval(&ur, unlock_lua, 1, uargs, 2) == PG_OK && ur)
-        freeReplyObject(ur);
-    else if (ur)
-        freeReplyObject(ur);
+    ld->active = 1;
+    transform_check(ld, b->deadline);
+    if (ld->v == V_OK)
+        plan_records(ld, &b->names);
 }
 
+/* The verdict of a prepared check: record it, retry it, pause, or dead-letter it. */
+static void conclude(struct batch *b, struct load *ld, int *pause_set)
+{
+    const struct pg_config *cfg = b->pool->cfg;
+    if (ld->v == V_OK) {
+        record_synced(ld, ld->xf, ld->digest, ld->busdt, ld->check_text);
+        count(OUT_LOADED);
+        long long enq_ms = 0;
+        if (ld->enq && pg_strtonum(ld->enq, 0, INT64_MAX, &enq_ms) == 0)
+            pg_log(PG_LOG_DEBUG, ld->rid, "loader.loaded", "check %s:%s in %lld ms (batch of %zu)",
+                   ld->loc, ld->gcid, (long long)(pg_wall_ms() - enq_ms), b->n);
+        finish_load(ld);
+    } else if (ld->v == V_PAUSE) {
+        if (!*pause_set) {
+            *pause_set = 1;
+            char secs[16];
+            snprintf(secs, sizeof secs, "%d", cfg->load_limit_pause_s);
+            redisReply *pr = NULL;
+            if (pg_redis_command(&pr, "SET " PG_KEY_CHK_PAUSE " %s EX %s", ld->message, secs) ==
+                    PG_OK &&
+                pr)
+                freeReplyObject(pr);
+            else if (pr)
+                freeReplyObject(pr);
+            pg_log(PG_LOG_ERROR, ld->rid, "loader.paused",
+                   "Salesforce refused a call with REQUEST_LIMIT_EXCEEDED: loading paused for %d s "
+                   "(%s)",
+                   cfg->load_limit_pause_s, ld->message);
+        }
+        /* Not the check's fault: it waits for the end of the pause without using an attempt. */
+        if (schedule(ld->loc, ld->gcid, ld->rid, ld->enq, (int)ld->attempt, (int)ld->force,
+                     (int64_t)cfg->load_limit_pause_s * 1000) == PG_OK) {
+            count(OUT_PAUSED);
+            finish_load(ld);
+        }
+    } else if (ld->v == V_RETRY && ld->attempt < cfg->load_max_attempts) {
+        int64_t delay = pg_backoff_ms((int)ld->attempt, cfg->load_retry_base_ms,
+                                      cfg->load_retry_cap_ms, rnd64(), -1);
+        char err[700];
+        snprintf(err, sizeof err, "%s: %s", ld->code, ld->message);
+        if (schedule(ld->loc, ld->gcid, ld->rid, ld->enq, (int)ld->attempt + 1, (int)ld->force,
+                     delay) == PG_OK) {
+            hset_state(ld->loc, ld->gcid, "queued", err);
+            count(OUT_RETRIED);
+            finish_load(ld);
+        }
+        pg_log(PG_LOG_WARN, ld->rid, "loader.retry",
+               "check %s:%s attempt %lld failed (%s); next in %lld ms", ld->loc, ld->gcid,
+               ld->attempt, err, (long long)delay);
+    } else {
+        if (dead_letter(ld->m, ld, ld->attempt) == PG_OK) {
+            count(OUT_DEAD);
+            finish_load(ld);
+        }
+    }
+}
+
+static void load_free(struct load *ld)
+{
+    free(ld->check_text);
+    free(ld->digest);
+    free(ld->busdt);
+    json_decref(ld->known);
+    json_decref(ld->sent);
+    json_decref(ld->xf);
+    json_decref(ld->all_items);
+    json_decref(ld->drafts);
+    json_decref(ld->adj_drafts);
+    json_decref(ld->items);
+    json_decref(ld->final);
+}
+
+/*
+ * Load the checks of up to BATCH_MAX jobs together. Jobs naming the same check load it once (the
+ * newest version held, forced if any of them is) and are acknowledged with it.
+ */
+static void process_batch(struct worker *w, const struct pg_store_batch *sb)
+{
+    struct pg_loader *p = w->pool;
+    size_t n = sb->n < BATCH_MAX ? sb->n : BATCH_MAX; /* the rest stays pending: reclaimed */
+    if (n == 0)
+        return;
+    struct batch b = {.pool = p, .n = n};
+    b.loads = calloc(n, sizeof *b.loads);
+    if (!b.loads)
+        return; /* the jobs stay pending and are reclaimed */
+    pg_xf_config_names(p->xf, &b.names);
+    /* The leases bound the batch: every call must end before another worker may take one. */
+    b.deadline = pg_now_ms() + p->cfg->load_lock_ms - 1000;
+    for (size_t i = 0; i < n; i++) {
+        struct load *ld = &b.loads[i];
+        ld->pool = p;
+        ld->m = &sb->msgs[i];
+        ld->v = V_OK;
+        if (read_job(ld) != 0)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            struct load *o = &b.loads[j];
+            if (!o->done && o->dup_of < 0 && strcmp(o->loc, ld->loc) == 0 &&
+                strcmp(o->gcid, ld->gcid) == 0) {
+                ld->dup_of = (int)j;
+                if (ld->force)
+                    o->force = 1;
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!b.loads[i].done && b.loads[i].dup_of < 0)
+            prepare(w, &b, &b.loads[i]);
+    if (any_live(&b))
+        run_stages(&b);
+    int pause_set = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct load *ld = &b.loads[i];
+        if (ld->dup_of >= 0) {
+            /* handled with the first job of its check: acknowledged when that one was */
+            if (b.loads[ld->dup_of].finished) {
+                count(OUT_UNCHANGED);
+                finish_load(ld);
+            }
+        } else if (ld->active) {
+            conclude(&b, ld, &pause_set);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct load *ld = &b.loads[i];
+        if (ld->leased) {
+            const char *uargs[] = {ld->lock, w->consumer};
+            redisReply *ur = NULL;
+            if (eval(&ur, unlock_lua, 1, uargs, 2) == PG_OK && ur)
+                freeReplyObject(ur);
+            else if (ur)
+                freeReplyObject(ur);
+        }
+        load_free(ld);
+    }
+    free(b.loads);
+}
 /* ---------------------------------------------------------------- worker loop */
 
 static void promote_due(void)
@@ -1143,6 +1519,9 @@ static void *worker_main(void *arg)
     struct pg_loader *p = w->pool;
     int64_t next_reclaim = 0;
     int group_ok = 0;
+    int batch = p->cfg->load_batch_checks < 1           ? 1
+                : p->cfg->load_batch_checks > BATCH_MAX ? BATCH_MAX
+                                                        : p->cfg->load_batch_checks;
     while (!atomic_load(&p->stopping)) {
         if (!group_ok) {
             /* from_start: checks queued before the group existed are still loaded */
@@ -1162,25 +1541,27 @@ static void *worker_main(void *arg)
         if (pg_now_ms() >= next_reclaim) {
             next_reclaim = pg_now_ms() + (p->cfg->load_reclaim_idle_ms + 3) / 4;
             if (pg_store_queue_reclaim(PG_KEY_CHK_QUEUE, PG_KEY_CHK_GROUP, w->consumer,
-                                       p->cfg->load_reclaim_idle_ms, 8, &b) == PG_OK) {
-                for (size_t i = 0; i < b.n && !atomic_load(&p->stopping); i++) {
+                                       p->cfg->load_reclaim_idle_ms, batch, &b) == PG_OK) {
+                for (size_t i = 0; i < b.n; i++)
                     pg_log(PG_LOG_INFO, field(&b.msgs[i], "rid"), "loader.reclaimed",
                            "entry %s idle too long; delivery %lld", b.msgs[i].id,
                            b.msgs[i].deliveries);
-                    process(w, &b.msgs[i]);
-                }
+                if (!atomic_load(&p->stopping))
+                    process_batch(w, &b);
             }
             pg_store_batch_free(&b);
         }
-        /* One at a time: a job can take seconds, and the others stay free for other workers. */
-        int rc = pg_store_queue_read(PG_KEY_CHK_QUEUE, PG_KEY_CHK_GROUP, w->consumer, 1, 250, &b);
+        /* Up to checks.load.batch_checks jobs at once, loaded together: each stage of all their
+         * checks shares its Salesforce calls (the API allocation is per call, not per record).
+         * XREADGROUP COUNT answers with what is there, so a quiet queue is not held back. */
+        int rc =
+            pg_store_queue_read(PG_KEY_CHK_QUEUE, PG_KEY_CHK_GROUP, w->consumer, batch, 250, &b);
         if (rc != PG_OK) {
             pg_store_batch_free(&b);
             pg_sleep_ms(100);
             continue;
         }
-        for (size_t i = 0; i < b.n; i++)
-            process(w, &b.msgs[i]);
+        process_batch(w, &b);
         pg_store_batch_free(&b);
     }
     pg_httpc_thread_cleanup();

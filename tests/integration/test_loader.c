@@ -668,14 +668,175 @@ static void test_limit_pause(void **state)
     json_decref(c);
 }
 
+/* Salesforce's count of sObject Collections calls so far (the simulator's /_sim/state). */
+static long long sf_calls(void)
+{
+    json_t *st = sim_call("GET", "/_sim/state", NULL);
+    long long n = json_integer_value(json_object_get(json_object_get(st, "collections"), "calls"));
+    json_decref(st);
+    return n;
+}
+
+/* Put n checks in one call, as the poller does with a page of checks. */
+static void put_many(json_t **checks, size_t n)
+{
+    struct pg_checkq_item it[64];
+    enum pg_checkq_result res[64];
+    char why[200] = "";
+    assert_true(n <= 64);
+    for (size_t i = 0; i < n; i++)
+        it[i] = (struct pg_checkq_item){LOC, checks[i]};
+    int rc = pg_checkq_put(it, n, "push", NULL, res, why, sizeof why);
+    if (rc)
+        fail_msg("put: %d %s", rc, why);
+}
+
+/* 60 checks queued together are loaded in batches: each stage of all of them shares its calls,
+ * so the calls per check drop far below one (one check alone takes 4 or more). Every check is
+ * still whole: one order each, its items, payments adding up to its tenders. */
+static void test_batched_calls(void **state)
+{
+    static const char *const names[] = {"reference_balanced", "void",   "partial_payment",
+                                        "service_tip",        "return", "cancelled"};
+    enum { N = 60 };
+    json_t *checks[N];
+    for (int i = 0; i < N; i++)
+        checks[i] = load_check(names[i % 6], 1700 + i);
+    /* the products of these checks exist already (earlier tests): only the checks' own
+     * records count below */
+    long long before = sf_calls();
+    put_many(checks, N);
+    for (int i = 0; i < N; i++)
+        wait_synced(1700 + i);
+    long long calls = sf_calls() - before;
+    print_message("60 checks loaded in %lld sObject Collections calls\n", calls);
+    /* batches of at most 50 with two workers: a few calls per batch and stage */
+    assert_true(calls <= N / 4);
+    json_t *st = sim_call("GET", "/_sim/state", NULL);
+    for (int i = 0; i < N; i++) {
+        struct sale s;
+        sale_of(st, 1700 + i, "", &s);
+        if (strcmp(names[i % 6], "return") == 0) {
+            /* the returned item is on the adjustment order */
+            struct sale adj;
+            sale_of(st, 1700 + i, "-ADJ", &adj);
+            assert_int_equal(json_array_size(adj.items), 1);
+            sale_free(&adj);
+        } else {
+            assert_true(json_array_size(s.items) >= 1);
+        }
+        assert_int_equal(sum_field(s.payments, "Amount__c"),
+                         cents(json_object_get(s.order, "POS_Payments__c")));
+        sale_free(&s);
+        json_decref(checks[i]);
+    }
+    json_decref(st);
+}
+
+/* One batch holds a good check and one whose item Salesforce refuses (no price book entry): only
+ * the bad check is dead-lettered; the good one is whole, activated, recorded synced. */
+static void test_batch_mixed_validation(void **state)
+{
+    restart_gateway(0);
+    json_t *c[2];
+    c[0] = load_check("reference_balanced", 1801);
+    c[1] = load_check("reference_balanced", 1802);
+    json_t *l0 = json_array_get(json_object_get(c[1], "detailLines"), 0);
+    json_object_set_new(json_object_get(l0, "menuItem"), "miNum", json_integer(777002));
+    long long before = sf_calls();
+    put_many(c, 2);
+    wait_synced(1801);
+    char *err = wait_state(1802, "dead");
+    assert_non_null(err);
+    assert_non_null(strstr(err, "777002"));
+    free(err);
+    /* one batch: the orders, the items of both, the good one's payments and status — not the
+     * 4 + 2 calls of two separate loads */
+    assert_true(sf_calls() - before <= 4);
+    json_t *st = sim_call("GET", "/_sim/state", NULL);
+    struct sale s;
+    sale_of(st, 1801, "", &s);
+    assert_string_equal(json_string_value(json_object_get(s.order, "Status")), "Activated");
+    assert_int_equal(json_array_size(s.items), 2);
+    assert_int_equal(sum_field(s.items, "TotalPrice"), 29500);
+    assert_int_equal(sum_field(s.payments, "Amount__c"), 31390);
+    sale_free(&s);
+    /* the bad check stopped after its items: no payments, the order left as Draft */
+    struct sale bad;
+    sale_of(st, 1802, "", &bad);
+    assert_string_equal(json_string_value(json_object_get(bad.order, "Status")), "Draft");
+    assert_int_equal(json_array_size(bad.payments), 0);
+    sale_free(&bad);
+    json_decref(st);
+    char *syn = hget(PG_KEY_CHK_SYNCED LOC ":2023-12-10", "1801");
+    assert_non_null(syn);
+    free(syn);
+    syn = hget(PG_KEY_CHK_SYNCED LOC ":2023-12-10", "1802");
+    assert_null(syn);
+    /* the dead-letter stream names the bad check only */
+    json_t *dl = NULL;
+    assert_int_equal(admin("GET", "/v1/admin/check-dead-letters", &dl), 200);
+    int seen_bad = 0;
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(dl, "items"), i, it)
+    {
+        const char *g = json_string_value(json_object_get(json_object_get(it, "job"), "gcid"));
+        assert_string_not_equal(g, "1801");
+        if (strcmp(g, "1802") == 0) {
+            seen_bad = 1;
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(it, "job"), "object")),
+                "OrderItem");
+        }
+    }
+    assert_true(seen_bad);
+    json_decref(dl);
+    json_decref(c[0]);
+    json_decref(c[1]);
+    restart_gateway(1);
+}
+
+/* Two versions of one check queued together: loaded once, the newest version. */
+static void test_batch_two_versions(void **state)
+{
+    json_t *c = load_check("reference_balanced", 1901);
+    json_t *v2 = json_deep_copy(c);
+    json_object_set_new(v2, "lastUpdatedUTC", json_string("2023-12-10T18:00:00"));
+    /* the newer version drops the condiment */
+    json_array_remove(json_object_get(v2, "detailLines"), 1);
+    json_t *both[2] = {c, v2};
+    long long before = sf_calls();
+    put_many(both, 2);
+    wait_synced(1901);
+    /* orders, items, payments, status: once */
+    assert_true(sf_calls() - before <= 4);
+    json_t *st = sim_call("GET", "/_sim/state", NULL);
+    struct sale s;
+    sale_of(st, 1901, "", &s);
+    assert_int_equal(json_array_size(s.items), 1);
+    assert_int_equal(sum_field(s.items, "TotalPrice"), 29200);
+    sale_free(&s);
+    json_decref(st);
+    json_decref(c);
+    json_decref(v2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load_one),           cmocka_unit_test(test_same_check_thrice),
-        cmocka_unit_test(test_changed_check),      cmocka_unit_test(test_lost_replies),
-        cmocka_unit_test(test_standard_payment),   cmocka_unit_test(test_lock_errors),
-        cmocka_unit_test(test_dead_letter_replay), cmocka_unit_test(test_outage),
+        cmocka_unit_test(test_load_one),
+        cmocka_unit_test(test_same_check_thrice),
+        cmocka_unit_test(test_changed_check),
+        cmocka_unit_test(test_lost_replies),
+        cmocka_unit_test(test_standard_payment),
+        cmocka_unit_test(test_lock_errors),
+        cmocka_unit_test(test_dead_letter_replay),
+        cmocka_unit_test(test_outage),
         cmocka_unit_test(test_limit_pause),
+        cmocka_unit_test(test_batched_calls),
+        cmocka_unit_test(test_batch_mixed_validation),
+        cmocka_unit_test(test_batch_two_versions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
