@@ -60,8 +60,11 @@ struct pg_poll {
     int64_t started_wall_ms;
     char owner[96]; /* this process's lease value: host-pid-random */
     atomic_int stopping;
-    pthread_mutex_t mu; /* with cv: interruptible sleeps */
+    pthread_mutex_t mu; /* with cv: interruptible sleeps; with slot_cv: the cycle slots */
     pthread_cond_t cv;
+    pthread_cond_t slot_cv;
+    int cycles_running; /* under mu; at most cfg->poll_concurrency */
+    int cycles_peak;    /* under mu; the most that ever ran at once (a metric) */
 };
 
 /* The running poller, for pg_poll_now and the metrics collector. */
@@ -535,9 +538,44 @@ static void follow_cursor(struct loc *l)
     }
 }
 
+/*
+ * A cycle holds a location's whole business days in memory (a busy location's getGuestChecks
+ * reply is several MB of JSON, ten times that parsed), so at most checks.poll.concurrency cycles
+ * run at once however many locations are polled: memory stays bounded by the slots, not by the
+ * number of stores. 0 when a slot was taken, -1 when the poller is stopping.
+ */
+static int take_slot(struct pg_poll *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (!atomic_load(&p->stopping) && p->cycles_running >= p->cfg->poll_concurrency)
+        pthread_cond_wait(&p->slot_cv, &p->mu);
+    int ok = !atomic_load(&p->stopping);
+    if (ok && ++p->cycles_running > p->cycles_peak)
+        p->cycles_peak = p->cycles_running;
+    pthread_mutex_unlock(&p->mu);
+    return ok ? 0 : -1;
+}
+
+static void drop_slot(struct pg_poll *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->cycles_running--;
+    pthread_cond_signal(&p->slot_cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
 static enum outcome run_cycle(struct pg_poll *p, struct loc *l, int *retry_after_s, json_t **rep)
 {
     json_t *report = json_object();
+    if (take_slot(p) != 0) {
+        json_object_set_new(report, "location", json_string(l->ref));
+        json_object_set_new(report, "error", json_string("the poller is stopping"));
+        if (rep)
+            *rep = report;
+        else
+            json_decref(report);
+        return OUT_ELSEWHERE;
+    }
     pthread_mutex_lock(&l->cycle_mu);
     int taken = 0;
     enum outcome out;
@@ -556,6 +594,7 @@ static enum outcome run_cycle(struct pg_poll *p, struct loc *l, int *retry_after
     l->attempt = out == OUT_OK || out == OUT_ELSEWHERE ? 0 : l->attempt + 1;
     int attempt = l->attempt;
     pthread_mutex_unlock(&l->cycle_mu);
+    drop_slot(p);
     atomic_fetch_add(&l->polls[out], 1);
     json_object_set_new(report, "outcome", json_string(outcome_names[out]));
     if (out == OUT_OK) {
@@ -673,6 +712,21 @@ static int collect(struct pg_buf *out)
                 rc = pg_buf_printf(out, "\",outcome=\"%s\"} %llu\n", outcome_names[o],
                                    atomic_load(&p->locs[i].polls[o]));
         }
+    if (p && !rc) {
+        pthread_mutex_lock(&p->mu);
+        int running = p->cycles_running, peak = p->cycles_peak;
+        pthread_mutex_unlock(&p->mu);
+        rc = pg_buf_printf(out,
+                           "# HELP posgate_checks_poll_cycles_running Poll cycles running now "
+                           "(at most checks.poll.concurrency).\n"
+                           "# TYPE posgate_checks_poll_cycles_running gauge\n"
+                           "posgate_checks_poll_cycles_running %d\n"
+                           "# HELP posgate_checks_poll_cycles_peak The most poll cycles that ran "
+                           "at once since the start.\n"
+                           "# TYPE posgate_checks_poll_cycles_peak gauge\n"
+                           "posgate_checks_poll_cycles_peak %d\n",
+                           running, peak);
+    }
     pthread_rwlock_unlock(&g_lock);
     return rc;
 }
@@ -767,6 +821,7 @@ static void poll_free(struct pg_poll *p)
     free(p->locs);
     pg_bi_free(p->bi);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->slot_cv);
     pthread_mutex_destroy(&p->mu);
     free(p);
 }
@@ -791,6 +846,7 @@ int pg_poll_start(const struct pg_config *cfg, struct pg_poll **out)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->cv, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_cond_init(&p->slot_cv, NULL);
     char err[256] = "";
     int rc = collect_locations(cfg, p, err, sizeof err);
     if (rc) {
@@ -845,6 +901,7 @@ void pg_poll_stop(struct pg_poll *p)
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stopping, 1);
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->slot_cv);
     pthread_mutex_unlock(&p->mu);
     for (size_t i = 0; i < p->nlocs; i++)
         if (p->locs[i].started)
