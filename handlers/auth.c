@@ -20,6 +20,7 @@
 #include "store/redis.h"
 #include "sync/keys.h"
 #include "salesforce/oauth.h"
+#include "salesforce/sf_config.h"
 #include "salesforce/rest.h"
 #include "handlers/handlers.h"
 #include "server/config.h"
@@ -108,29 +109,10 @@ static int make_rest(const struct pg_config *cfg, char *err, size_t errsz)
 {
     if (!cfg->sf_login_url && !cfg->sf_client_id)
         return PG_OK;
-    if (!cfg->sf_login_url || !cfg->sf_client_id || !cfg->sf_username || !cfg->sf_private_key) {
-        snprintf(err, errsz,
-                 "config: salesforce.rest needs login_url, client_id, username and "
-                 "private_key");
-        return PG_ECONFIG;
-    }
-    struct pg_sf_oauth_config oc = {
-        .login_url = cfg->sf_login_url,
-        .audience = cfg->sf_audience,
-        .client_id = cfg->sf_client_id,
-        .username = cfg->sf_username,
-        .private_key_pem = cfg->sf_private_key,
-        .private_key_len = strlen(cfg->sf_private_key),
-        .assertion_ttl_s = 180,
-        .token_ttl_s = cfg->sf_token_ttl_s,
-        .renew_before_s = 60,
-        .connect_timeout_ms = 1000,
-        .timeout_ms = cfg->lookup_budget_ms,
-    };
-    if (pg_sf_oauth_new(&oc, &pg_hnd.sf_oauth) != PG_OK) {
-        snprintf(err, errsz, "config: salesforce.rest.private_key is not a usable RSA private key");
-        return PG_ECONFIG;
-    }
+    int orc = pg_sf_oauth_from_config(cfg, "lookups", 1000, cfg->lookup_budget_ms, &pg_hnd.sf_oauth,
+                                      err, errsz);
+    if (orc)
+        return orc;
     struct pg_sf_rest_config rc = {
         .api_version = cfg->sf_api_version,
         .connect_timeout_ms = 1000,

@@ -12,6 +12,7 @@
 
 #include "salesforce/collections.h"
 #include "salesforce/oauth.h"
+#include "salesforce/sf_config.h"
 #include "salesforce/rest.h"
 #include "server/httpc.h"
 #include "server/log.h"
@@ -1655,31 +1656,12 @@ void pg_loader_metrics_init(void)
 
 static int make_oauth(const struct pg_config *cfg, struct pg_sf_oauth **out)
 {
-    if (!cfg->sf_login_url || !cfg->sf_client_id || !cfg->sf_username || !cfg->sf_private_key) {
-        pg_log(PG_LOG_ERROR, NULL, "loader.config",
-               "checks.load needs salesforce.rest.login_url, client_id, username and "
-               "private_key");
-        return PG_ECONFIG;
-    }
-    struct pg_sf_oauth_config oc = {
-        .login_url = cfg->sf_login_url,
-        .audience = cfg->sf_audience,
-        .client_id = cfg->sf_client_id,
-        .username = cfg->sf_username,
-        .private_key_pem = cfg->sf_private_key,
-        .private_key_len = strlen(cfg->sf_private_key),
-        .assertion_ttl_s = 180,
-        .token_ttl_s = cfg->sf_token_ttl_s,
-        .renew_before_s = 60,
-        .connect_timeout_ms = 2000,
-        .timeout_ms = cfg->load_timeout_ms,
-    };
-    if (pg_sf_oauth_new(&oc, out) != PG_OK) {
-        pg_log(PG_LOG_ERROR, NULL, "loader.config",
-               "salesforce.rest.private_key is not a usable RSA private key");
-        return PG_ECONFIG;
-    }
-    return PG_OK;
+    char why[256];
+    int rc = pg_sf_oauth_from_config(cfg, "checks.load", 2000, cfg->load_timeout_ms, out, why,
+                                     sizeof why);
+    if (rc)
+        pg_log(PG_LOG_ERROR, NULL, "loader.config", "%s", why);
+    return rc;
 }
 
 int pg_loader_start(const struct pg_config *cfg,

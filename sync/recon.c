@@ -13,6 +13,7 @@
 
 #include "micros/bi.h"
 #include "salesforce/oauth.h"
+#include "salesforce/sf_config.h"
 #include "salesforce/rest.h"
 #include "salesforce/soql.h"
 #include "server/log.h"
@@ -135,32 +136,14 @@ int pg_recon_new(const struct pg_config *cfg,
     if (!rc && rest) {
         r->rest = rest;
     } else if (!rc) {
-        if (!cfg->sf_login_url || !cfg->sf_client_id || !cfg->sf_username || !cfg->sf_private_key) {
-            snprintf(why, whysz,
-                     "config: reconciliation needs salesforce.rest (login_url, client_id, "
-                     "username, private_key)");
-            rc = PG_ECONFIG;
-        } else {
-            struct pg_sf_oauth_config oc = {
-                .login_url = cfg->sf_login_url,
-                .audience = cfg->sf_audience,
-                .client_id = cfg->sf_client_id,
-                .username = cfg->sf_username,
-                .private_key_pem = cfg->sf_private_key,
-                .private_key_len = strlen(cfg->sf_private_key),
-                .assertion_ttl_s = 180,
-                .token_ttl_s = cfg->sf_token_ttl_s,
-                .renew_before_s = 60,
-                .connect_timeout_ms = 2000,
-                .timeout_ms = 10000,
-            };
+        rc = pg_sf_oauth_from_config(cfg, "reconciliation", 2000, 10000, &r->oauth, why, whysz);
+        if (!rc) {
             /* reports query more than a cashier's lookup: their own timeouts and reply cap */
             struct pg_sf_rest_config rcf = {.api_version = cfg->sf_api_version,
                                             .connect_timeout_ms = 2000,
                                             .timeout_ms = 20000,
                                             .max_response_bytes = 16 << 20};
-            if (pg_sf_oauth_new(&oc, &r->oauth) != PG_OK ||
-                pg_sf_rest_new(&rcf, r->oauth, &r->rest) != PG_OK) {
+            if (pg_sf_rest_new(&rcf, r->oauth, &r->rest) != PG_OK) {
                 snprintf(why, whysz, "config: salesforce.rest: cannot create the REST client");
                 rc = PG_ECONFIG;
             } else {
