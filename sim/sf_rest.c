@@ -617,6 +617,30 @@ static struct node *parse_expr(struct soql *s)
     return group ? group : first;
 }
 
+/* "FROM <object> [WHERE <expr>]" after the select list, shared by both query forms. 0 when
+ * parsed; -1 with s->code set. */
+static int parse_from_where(struct soql *s)
+{
+    if (!kw(s, "FROM")) {
+        unexpected(s);
+        return -1;
+    }
+    next(s);
+    if (s->tk.t != T_IDENT) {
+        unexpected(s);
+        return -1;
+    }
+    s->obj_pos = s->tk.pos;
+    s->obj_len = s->tk.len;
+    next(s);
+    if (kw(s, "WHERE")) {
+        next(s);
+        if (!(s->where = parse_expr(s)))
+            return -1;
+    }
+    return 0;
+}
+
 static void parse(struct soql *s)
 {
     s->limit = -1;
@@ -638,19 +662,8 @@ static void parse(struct soql *s)
             break;
         next(s);
     }
-    if (!kw(s, "FROM"))
-        return unexpected(s);
-    next(s);
-    if (s->tk.t != T_IDENT)
-        return unexpected(s);
-    s->obj_pos = s->tk.pos;
-    s->obj_len = s->tk.len;
-    next(s);
-    if (kw(s, "WHERE")) {
-        next(s);
-        if (!(s->where = parse_expr(s)))
-            return;
-    }
+    if (parse_from_where(s) != 0)
+        return;
     if (kw(s, "LIMIT")) {
         next(s);
         if (s->tk.t != T_NUM || !isdigit((unsigned char)s->q[s->tk.pos]) ||
@@ -911,19 +924,8 @@ static void parse_order(struct soql *s, struct oq *o)
             break;
         next(s);
     }
-    if (!kw(s, "FROM"))
-        return unexpected(s);
-    next(s);
-    if (s->tk.t != T_IDENT)
-        return unexpected(s);
-    s->obj_pos = s->tk.pos;
-    s->obj_len = s->tk.len;
-    next(s);
-    if (kw(s, "WHERE")) {
-        next(s);
-        if (!(s->where = parse_expr(s)))
-            return;
-    }
+    if (parse_from_where(s) != 0)
+        return;
     if (kw(s, "GROUP")) {
         next(s);
         if (!kw(s, "BY"))
