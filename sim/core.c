@@ -11,6 +11,8 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,21 +43,40 @@ struct req_ctx {
     struct pg_buf body;
 };
 
+/* Sleeping fault threads wait on this, so a stop wakes them at once (called after sigwait, in
+ * the main thread: not from a signal handler). */
+static pthread_mutex_t g_stop_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_stop_cv = PTHREAD_COND_INITIALIZER;
+
 void pg_sim_shutdown_begin(void)
 {
+    pthread_mutex_lock(&g_stop_mu);
     atomic_store(&g_stopping, 1);
+    pthread_cond_broadcast(&g_stop_cv);
+    pthread_mutex_unlock(&g_stop_mu);
 }
 
-/* Sleep in slices so a SIGTERM does not wait for a 30 s hang to end. */
+/*
+ * One timed wait, ended early by a stop (a SIGTERM does not wait for a 30 s hang to end). Not a
+ * loop of short sleeps: with 20 connections held in a 2 s latency fault, 50 ms slices were 800
+ * wake-ups a second, CPU the simulator took from the gateway it shares the cores with
+ * (bench/lookup-run, hits while Salesforce is slow).
+ */
 static void sim_sleep(int64_t ms)
 {
-    int64_t end = pg_now_ms() + ms;
-    while (!atomic_load(&g_stopping)) {
-        int64_t left = end - pg_now_ms();
-        if (left <= 0)
-            break;
-        pg_sleep_ms(left < 50 ? left : 50);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ms / 1000);
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
     }
+    pthread_mutex_lock(&g_stop_mu);
+    while (!atomic_load(&g_stopping) &&
+           pthread_cond_timedwait(&g_stop_cv, &g_stop_mu, &until) != ETIMEDOUT)
+        ;
+    pthread_mutex_unlock(&g_stop_mu);
 }
 
 /* ---- replies ---- */
@@ -895,12 +916,16 @@ int pg_sim_listen(struct pg_sim *sim, const char *addr, int port)
     } else if (inet_pton(AF_INET, addr, &a4.sin_addr) != 1) {
         return PG_EINVAL;
     }
-    /* The external logger must be the first option, or MHD warns on its own stderr logger. */
+    /* The external logger must be the first option, or MHD warns on its own stderr logger.
+     * 32 KiB per connection (MHD's default) still reads a 30,000-character query URL (MHD grows
+     * its read buffer); bodies stream through on_request. 256 KiB pools were mmapped and
+     * page-faulted in afresh for every connection: with the gateway reconnecting after each
+     * timed-out call, the simulator spent ~1 ms of CPU per connection on them. */
     sim->daemon = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, sim, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_error, sim, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_URI_LOG_CALLBACK, on_uri, sim,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, sim, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_END);
+        (unsigned)300, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_END);
     if (!sim->daemon)
         return PG_EIO;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(sim->daemon, MHD_DAEMON_INFO_BIND_PORT);

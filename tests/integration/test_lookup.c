@@ -438,11 +438,16 @@ static void *bg_lookup(void *arg)
     return NULL;
 }
 
-/* 100 concurrent lookups of one cold key: one Salesforce call. */
+/*
+ * 100 concurrent lookups of one cold key: one Salesforce call. The 200 ms latency keeps the call
+ * in flight while the threads start (a few ms); it leaves 600 ms of the 800 ms budget for the
+ * leader's call to finish on a loaded machine (with 300 ms, 7 of 100 once got 503 at load 9).
+ * A request arriving after the flight finished is a cache hit: still 200, still one call.
+ */
 static void single_flight(void **state)
 {
     assert_int_equal(
-        sim_post(sim.url, "/_sim/faults", "{\"latency_ms\":300,\"path\":\"/services/data/\"}"),
+        sim_post(sim.url, "/_sim/faults", "{\"latency_ms\":200,\"path\":\"/services/data/\"}"),
         201);
     enum { N = 100 };
     struct bg *b = calloc(N, sizeof *b);
@@ -454,6 +459,9 @@ static void single_flight(void **state)
     for (int i = 0; i < N; i++) {
         pthread_join(b[i].t, NULL);
         ok += b[i].status == 200;
+        if (b[i].status != 200) /* say what went wrong, not only how often */
+            fprintf(stderr, "single_flight: request %d: %ld X-Cache %s after %.3f s\n", i,
+                    b[i].status, b[i].xcache, b[i].secs);
     }
     free(b);
     assert_int_equal(ok, N);
