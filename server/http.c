@@ -531,6 +531,7 @@ static void pool_push(struct worker_pool *p, struct pg_req *req)
 static void *pool_main(void *arg)
 {
     struct worker_pool *p = arg;
+    pg_thread_name(p == &p->srv->slow ? "pg-slow" : "pg-worker");
     for (;;) {
         pthread_mutex_lock(&p->mu);
         /* Drain the queue before honouring a stop: every suspended request gets its reply. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,13 @@ int pg_write_file_atomic(const char *path, const char *data, size_t len)
         return PG_EIO;
     }
     return PG_OK;
+}
+
+void pg_thread_name(const char *name)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%s", name);
+    (void)pthread_setname_np(pthread_self(), n); /* a name is a convenience: never fatal */
 }
 
 void pg_sleep_ms(int64_t ms)

@@ -46,4 +46,10 @@ int pg_write_file_atomic(const char *path, const char *data, size_t len) PG_WARN
 /** Sleep for ms milliseconds (restarting on EINTR until the time has passed). */
 void pg_sleep_ms(int64_t ms);
 
+/**
+ * Name the calling thread (at most 15 bytes are kept), so `top -H`, `ps -L`, perf and gdb tell
+ * the worker pools apart; libmicrohttpd's I/O threads keep the process name.
+ */
+void pg_thread_name(const char *name);
+
 #endif

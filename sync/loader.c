@@ -1518,6 +1518,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct pg_loader *p = w->pool;
+    pg_thread_name("pg-load");
     int64_t next_reclaim = 0;
     int group_ok = 0;
     int batch = p->cfg->load_batch_checks < 1           ? 1

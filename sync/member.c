@@ -360,6 +360,7 @@ static void near_pump(redisContext *sub, redisContext *trk)
 static void *near_main(void *arg)
 {
     (void)arg;
+    pg_thread_name("pg-nearcache");
     int logged = 0;
     while (!near_stop_asked()) {
         redisContext *sub = NULL, *trk = NULL;

@@ -604,6 +604,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct pg_push *p = w->pool;
+    pg_thread_name("pg-push");
     int64_t next_reclaim = 0;
     int group_ok = 0;
     while (!atomic_load(&p->stopping)) {

@@ -263,6 +263,7 @@ int pg_rate_flush(void)
 static void *flusher_main(void *arg)
 {
     (void)arg;
+    pg_thread_name("pg-ratelimit");
     pthread_mutex_lock(&mu);
     while (!stopping) {
         struct timespec ts;

@@ -888,6 +888,7 @@ static void run_once(struct pg_recon_job *j)
 static void *job_main(void *arg)
 {
     struct pg_recon_job *j = arg;
+    pg_thread_name("pg-recon");
     for (;;) {
         run_once(j);
         pthread_mutex_lock(&j->mu);

@@ -2,6 +2,7 @@
  * The real gateway over HTTP: errors in one shape, request ids, metrics, readiness that follows
  * Redis, a /healthz that never waits for Redis, and graceful shutdown.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -199,6 +200,41 @@ static void metrics_count_requests(void **state)
     pg_t_resp_free(&r);
 }
 
+/* Count the gateway's threads named name (/proc/<pid>/task/<tid>/comm). */
+static int threads_named(pid_t pid, const char *name)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[400], comm[32] = "";
+        snprintf(path, sizeof path, "%s/%s/comm", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* the thread ended meanwhile */
+        if (fgets(comm, sizeof comm, f))
+            comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+        n += strcmp(comm, name) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Operators tell the pools apart in top -H / ps -L: 16 handler workers, 32 slow workers (the
+ * defaults), and the rate-limit flusher once a lookup has been counted (not here: no lookups). */
+static void threads_are_named(void **state)
+{
+    assert_int_equal(threads_named(gw.pid, "pg-worker"), 16);
+    assert_int_equal(threads_named(gw.pid, "pg-slow"), 32);
+}
+
 static void readyz_follows_redis(void **state)
 {
     struct pg_t_resp r;
@@ -376,6 +412,7 @@ int main(void)
         cmocka_unit_test(wrong_method_is_405_with_allow),
         cmocka_unit_test(oversize_body_is_413),
         cmocka_unit_test(metrics_count_requests),
+        cmocka_unit_test(threads_are_named),
         cmocka_unit_test(readyz_follows_redis),
         cmocka_unit_test(healthz_stays_fast_while_redis_hangs),
         cmocka_unit_test(graceful_shutdown_finishes_in_flight_request),
