@@ -216,6 +216,7 @@ sf_record_patch(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_
         return;
     }
     json_object_update(c, req->json);
+    pg_sim_sf_contacts_changed(sim);
     int64_t now = pg_wall_ms();
     int64_t prev = pg_sim_parse_iso_ms(json_string_value(json_object_get(c, "SystemModstamp")));
     char ts[40];
@@ -255,6 +256,7 @@ static void sf_reset(struct pg_sim *sim)
     if (p->om)
         pg_sim_om_clear(p->om);
     pg_sim_sf_coll_reset(sim);
+    pg_sim_sf_contacts_changed(sim); /* sim->state is a fresh copy of the seed */
 }
 
 static json_t *sf_state_view(struct pg_sim *sim)
@@ -280,6 +282,7 @@ static void sf_destroy(struct pg_sim *sim)
         json_decref(p->fields);
         json_decref(p->types);
         pg_sim_sf_coll_free(p);
+        pg_sim_sf_ext_ix_free(p);
         p->fields = p->types = NULL;
     }
 }

@@ -23,6 +23,8 @@ struct sf_priv {
     json_t *fields;       /* the Contact "describe": array of field API names, in output order */
     json_t *types;        /* field name -> "id" | "string" | "double" | "datetime" | "boolean" */
     struct sf_coll *coll; /* sObject Collections upsert settings and counters (sf_collections.c) */
+    unsigned long contacts_gen; /* bumped by every change to the Contacts (indexes rebuild) */
+    struct sf_ext_ix *ext_ix;   /* Contacts by external id value (sf_rest.c), built on use */
 };
 
 /* sim/salesforce.c */
@@ -55,6 +57,11 @@ char *pg_sim_form_get(const char *form, size_t len, const char *name);
 void pg_sim_sf_data(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_sim_reply *out);
 /** Build the Contact describe (fields, types) from the seed. */
 int pg_sim_sf_describe_init(struct sf_priv *p, json_t *contacts);
+
+/** The Contacts changed (a record PATCH, a reset): lookups by external id rebuild their index. */
+void pg_sim_sf_contacts_changed(struct pg_sim *sim);
+/** Free the external id index (destroy). */
+void pg_sim_sf_ext_ix_free(struct sf_priv *p);
 
 /* sim/sf_collections.c */
 /** PATCH under /services/data/v: composite/sobjects upserts; other paths go to pg_sim_sf_data. */

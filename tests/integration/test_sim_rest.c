@@ -583,6 +583,12 @@ static void test_get_by_external_id(void **st)
     assert_int_equal(call("PATCH", sf("/_sim/records/Contact/" ZOE), JSON_HDR,
                           "{\"Shoe_Size__c\":42}", NULL, NULL, NULL, 0),
                      400);
+    /* a reset restores the seed: one record with that value again, and Zoe's own found again
+     * (lookups by external id use an index that every change to the Contacts must rebuild) */
+    assert_int_equal(call("POST", sf("/_sim/reset"), NULL, "", NULL, NULL, NULL, 0), 200);
+    assert_int_equal(get(V "/sobjects/Contact/Loyalty_Id__c/LY-000123", AUTH, &j), 200);
+    assert_string_equal(json_string_value(json_object_get(j, "Id")), JANE);
+    json_decref(j);
 }
 
 /* ---- SOQL ---- */
