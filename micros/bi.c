@@ -1184,6 +1184,138 @@ int pg_bi_guest_checks(struct pg_bi *b,
     return rc;
 }
 
+int pg_bi_guest_check_ext(struct pg_bi *b,
+                          const char *loc_ref,
+                          const char *opn_bus_dt,
+                          int64_t deadline_ms,
+                          json_t **resp,
+                          int *retry_after_s,
+                          char *why,
+                          size_t whysz)
+{
+    set_why(why, whysz, "%s", "");
+    if (retry_after_s)
+        *retry_after_s = -1;
+    if (!resp)
+        return PG_EINVAL;
+    *resp = NULL;
+    if (!b || !loc_ref_ok(loc_ref) || !pg_bi_valid_date(opn_bus_dt)) {
+        set_why(why, whysz, "invalid locRef or opnBusDt (YYYY-MM-DD)");
+        return PG_EINVAL;
+    }
+    json_t *j = json_pack("{s:s,s:s,s:s}", "applicationName", b->app_name, "locRef", loc_ref,
+                          "opnBusDt", opn_bus_dt);
+    char *body = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    if (!body) {
+        set_why(why, whysz, "out of memory");
+        return PG_ENOMEM;
+    }
+    int rc = bi_call(b, "getGuestCheckExtensibilityDetails", body, deadline_ms, resp, NULL,
+                     retry_after_s, why, whysz);
+    free(body);
+    json_t *rv = rc == PG_OK ? json_object_get(*resp, "revenueCenters") : NULL;
+    if (rv && !json_is_array(rv) && !json_is_null(rv)) {
+        set_why(why, whysz, "getGuestCheckExtensibilityDetails: revenueCenters is not an array");
+        json_decref(*resp);
+        *resp = NULL;
+        rc = PG_EPROTO;
+    }
+    return rc;
+}
+
+/* The first of two member names that holds a string. */
+static json_t *str_of(const json_t *o, const char *a, const char *b)
+{
+    json_t *v = json_object_get(o, a);
+    if (!json_is_string(v) && b)
+        v = json_object_get(o, b);
+    return json_is_string(v) ? v : NULL;
+}
+
+static int ext_add(json_t *idx, json_t *gcid, const json_t *e)
+{
+    json_t *dn = str_of(e, "dataName", NULL), *data = str_of(e, "data", NULL);
+    if (!dn || !data)
+        return PG_OK;
+    char key[32];
+    if (json_is_integer(gcid))
+        snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT, json_integer_value(gcid));
+    else if (json_is_string(gcid) && json_string_length(gcid) < sizeof key)
+        snprintf(key, sizeof key, "%s", json_string_value(gcid));
+    else
+        return PG_OK; /* a detail that names no check cannot be attached */
+    json_t *arr = json_object_get(idx, key);
+    if (!arr) {
+        arr = json_array();
+        if (!arr || json_object_set_new(idx, key, arr))
+            return PG_ENOMEM;
+    }
+    json_t *n = json_object();
+    if (!n)
+        return PG_ENOMEM;
+    int bad = 0;
+    json_t *v;
+    if ((v = str_of(e, "appName", "applicationName")))
+        bad |= json_object_set(n, "appName", v);
+    bad |= json_object_set(n, "dataName", dn);
+    if ((v = str_of(e, "dataType", NULL)))
+        bad |= json_object_set(n, "dataType", v);
+    bad |= json_object_set(n, "data", data);
+    if ((v = str_of(e, "displayName", "displayText")))
+        bad |= json_object_set(n, "displayName", v);
+    bad |= json_array_append_new(arr, n);
+    return bad ? PG_ENOMEM : PG_OK;
+}
+
+int pg_bi_ext_index(const json_t *reply, json_t **out)
+{
+    if (!out)
+        return PG_EINVAL;
+    *out = NULL;
+    json_t *idx = json_object();
+    if (!idx)
+        return PG_ENOMEM;
+    const json_t *rvcs = json_object_get(reply, "revenueCenters");
+    if ((rvcs && !json_is_array(rvcs) && !json_is_null(rvcs)) || !json_is_object(reply)) {
+        json_decref(idx);
+        return PG_EPROTO;
+    }
+    int rc = PG_OK;
+    size_t i, k, m;
+    json_t *rvc, *g, *e;
+    json_array_foreach(rvcs, i, rvc)
+    {
+        json_t *gcs = json_object_get(rvc, "guestChecks");
+        if (gcs && !json_is_array(gcs) && !json_is_null(gcs)) {
+            rc = PG_EPROTO;
+            break;
+        }
+        json_array_foreach(gcs, k, g)
+        {
+            json_t *gcid = json_object_get(g, "guestCheckId");
+            json_t *dets = json_object_get(g, "extensibilityDetails");
+            if (json_is_array(dets)) {
+                json_array_foreach(dets, m, e)
+                {
+                    if (rc == PG_OK)
+                        rc = ext_add(idx, gcid, e);
+                }
+            } else if (rc == PG_OK) {
+                rc = ext_add(idx, gcid, g); /* a flat row: the element is the detail */
+            }
+        }
+        if (rc != PG_OK)
+            break;
+    }
+    if (rc != PG_OK) {
+        json_decref(idx);
+        return rc;
+    }
+    *out = idx;
+    return PG_OK;
+}
+
 /* Every request names the application (optional in the API since 20.1.10, but it identifies us
  * in Oracle's logs and some deployments require it). */
 static char *loc_body(const char *app_name, const char *loc_ref, const char *bus_dt)

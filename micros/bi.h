@@ -135,6 +135,53 @@ int pg_bi_guest_checks(struct pg_bi *b,
                        char *why,
                        size_t whysz) PG_WARN_UNUSED;
 
+/*
+ * getGuestCheckExtensibilityDetails: the extensibility data Extension Applications wrote on check
+ * headers (e.g. appName/dataName "memberId"/data = a loyalty id). getGuestChecks does not carry it.
+ * What the Oracle BI API reference (back-office 20.1 biapi,
+ * op-bi-v1-orgidentifier-getguestcheckextensibilitydetails-post.html, read through the docs
+ * search index, only the page's first part was retrievable) and micros-wire.md §2 say:
+ *   [C] POST /bi/v1/{orgIdentifier}/getGuestCheckExtensibilityDetails, request
+ * gstChkExtRequestPayload: locRef (required, <= 99), opnBusDt (required, date: "the date the guest
+ * check was opened / re-opened"), applicationName (<= 128, since 20.1.10), include and
+ * searchCriteria (<= 2000). No busDt/clsdBusDt and no changedSinceUTC in 20.1: a whole opening date
+ * every call. [C] 200 root guestCheckExtDetails: "guest check extensibility transactions for the
+ * specified location and business date", with locRef (required). [S] revenueCenters[] (by revenue
+ * center: rvcNum + guestChecks[]), as the sibling getGuestCheckLineItemExtDetails documents
+ * (revenueCenters[] of {rvcNum, detailLines[]}, both omitted when null) and micros-wire.md §2 notes
+ * (revenueCenters[].guestChecks[]). [I] NOT verified, our choice: opnBusDt echoed at the root; each
+ * guestChecks[] element is {guestCheckId, extensibilityDetails:[{appName, dataName, dataType, data,
+ * displayName}]}. Entry names follow the check extension shape of micros-wire.md §2 and the POS
+ * API's Add(applicationName, displayText, dataName, data). pg_bi_ext_index therefore also accepts
+ * applicationName / displayText, and a guestChecks[] element that is itself one detail row
+ * (guestCheckId + dataName + data, no extensibilityDetails array).
+ */
+
+/**
+ * getGuestCheckExtensibilityDetails for loc_ref and opn_bus_dt ("YYYY-MM-DD"). Same conventions
+ * as pg_bi_guest_checks (token, one renewal on 401, timeouts, reply cap, error mapping).
+ * Returns: see the file comment; PG_EPROTO when revenueCenters is present but not an array.
+ * Ownership: *resp new (the whole body), caller json_decref()s it; NULL on failure.
+ */
+int pg_bi_guest_check_ext(struct pg_bi *b,
+                          const char *loc_ref,
+                          const char *opn_bus_dt,
+                          int64_t deadline_ms,
+                          json_t **resp,
+                          int *retry_after_s,
+                          char *why,
+                          size_t whysz) PG_WARN_UNUSED;
+
+/**
+ * Index a getGuestCheckExtensibilityDetails reply by check: *out = {"<guestCheckId>": [entry,
+ * ...]}, each entry normalised to the check `extensions` shape sync/match.h reads: {appName,
+ * dataName, dataType, data, displayName} (members absent in the reply are left out; an entry
+ * without dataName or a string data is skipped). Entries of one check found under several
+ * revenue centers are concatenated. Returns PG_OK, PG_EPROTO (a malformed container), PG_ENOMEM.
+ * Ownership: reply borrowed; *out new.
+ */
+int pg_bi_ext_index(const json_t *reply, json_t **out) PG_WARN_UNUSED;
+
 /**
  * A dimension operation (§1.5) for loc_ref, cached per (name, loc_ref) for dimension_ttl_s.
  * name: getLocationDimensions (loc_ref may be NULL: the whole enterprise),

@@ -135,6 +135,7 @@ static const struct cfg_key keys[] = {
     {"checks.poll.backoff_max_s", CFG_INT, OFF(poll_backoff_max_s), 0, 1, 86400, 900, NULL},
     {"checks.poll.locations", CFG_STRLIST, OFF(poll_locations), 0, 0, 0, 0, NULL},
     {"checks.poll.concurrency", CFG_INT, OFF(poll_concurrency), 0, 1, 256, 4, NULL},
+    {"checks.poll.extensibility", CFG_BOOL, OFF(poll_extensibility), 0, 0, 1, 1, NULL},
     {"checks.push_body_max_bytes", CFG_INT, OFF(checks_body_max), 0, 1024, 64 << 20, 8 << 20, NULL},
     {"checks.push_max_checks", CFG_INT, OFF(checks_push_max), 0, 1, 10000, 500, NULL},
     {"checks.transform", CFG_JSON, OFF(checks_transform), 0, 0, 0, 0, NULL},

@@ -113,8 +113,9 @@ struct pg_config {
     int poll_interval_s;
     int poll_repoll_days;
     int poll_backoff_max_s;
-    char **poll_locations; /* NULL-terminated; empty: every location of checks.transform */
-    int poll_concurrency;  /* poll cycles running at once (memory bound) */
+    char **poll_locations;  /* NULL-terminated; empty: every location of checks.transform */
+    int poll_concurrency;   /* poll cycles running at once (memory bound) */
+    int poll_extensibility; /* fetch getGuestCheckExtensibilityDetails for polled checks */
     int checks_body_max;
     int checks_push_max;
     json_t *checks_transform; /* validated by sync/transform.h */

@@ -847,6 +847,71 @@ static void op_guest_checks(struct pg_sim *sim, json_t *b, struct pg_sim_reply *
     pthread_mutex_unlock(&sim->mu);
 }
 
+/*
+ * getGuestCheckExtensibilityDetails: the extensibility data of the visible checks opened on
+ * opnBusDt (required; the only date field of this operation), grouped by revenue center. The
+ * shape below revenueCenters[].guestChecks[] is our choice (micros/bi.h says what is verified):
+ * {guestCheckId, extensibilityDetails:[{displayName, appName, dataName, dataType, data}]}. A
+ * revenue center without such checks is left out, as the line-item variant documents.
+ */
+static void op_guest_check_ext(struct pg_sim *sim, json_t *b, struct pg_sim_reply *out)
+{
+    static const char *const keys[] = {"applicationName", "locRef",         "opnBusDt",
+                                       "include",         "searchCriteria", NULL};
+    char why[256], cu[20];
+    struct biq q;
+    if (check_body_keys(b, keys, why, sizeof why) ||
+        parse_common(sim, b, 0, 1, &q, why, sizeof why)) {
+        bi_error(out, 400, "33205", "%s", why);
+        return;
+    }
+    json_t *od = json_object_get(b, "opnBusDt");
+    long z;
+    if (!od) {
+        bi_error(out, 400, "33205", "opnBusDt is required");
+        return;
+    }
+    if (!json_is_string(od) || pg_sim_bi_parse_date(json_string_value(od), &z) != 0) {
+        bi_error(out, 400, "33205", "opnBusDt must be a date YYYY-MM-DD");
+        return;
+    }
+    const char *date = json_string_value(od);
+    pthread_mutex_lock(&sim->mu);
+    if (!loc_known(sim, q.loc)) {
+        pthread_mutex_unlock(&sim->mu);
+        bi_error(out, 403, NULL, "The API account has no access to location %s", q.loc);
+        return;
+    }
+    cur_utc(cu, sizeof cu);
+    json_t *rvcs = json_array();
+    struct bi_day *d = find_day(P(sim), q.loc, date);
+    for (size_t i = 0; d && i < d->n; i++) {
+        struct bi_check *c = &d->checks[i];
+        if (!visible(c) || !c->ext)
+            continue;
+        json_t *r = NULL, *x;
+        size_t k;
+        json_array_foreach(rvcs, k, x)
+        {
+            if (json_integer_value(json_object_get(x, "rvcNum")) == c->rvc) {
+                r = x;
+                break;
+            }
+        }
+        if (!r) {
+            r = json_pack("{s:i,s:[]}", "rvcNum", c->rvc, "guestChecks");
+            json_array_append_new(rvcs, r);
+        }
+        json_array_append_new(json_object_get(r, "guestChecks"),
+                              json_pack("{s:O,s:O}", "guestCheckId",
+                                        json_object_get(c->j, "guestCheckId"),
+                                        "extensibilityDetails", c->ext));
+    }
+    reply_bi(out, json_pack("{s:s,s:s,s:s,s:o}", "curUTC", cu, "locRef", q.loc, "opnBusDt", date,
+                            "revenueCenters", rvcs));
+    pthread_mutex_unlock(&sim->mu);
+}
+
 static void op_latest_bus_dt(struct pg_sim *sim, json_t *b, struct pg_sim_reply *out)
 {
     static const char *const keys[] = {"applicationName", "locRef", "include", "searchCriteria",
@@ -1171,6 +1236,8 @@ void pg_sim_bi_api(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_s
         kind = 1;
     else if (strcmp(op, "getLatestBusDt") == 0 || strcmp(op, "getLatestBusinessDate") == 0)
         kind = 2;
+    else if (strcmp(op, "getGuestCheckExtensibilityDetails") == 0)
+        kind = 5;
     for (int i = 0; !kind && dims[i]; i++)
         if (strcmp(op, dims[i]) == 0)
             kind = 3;
@@ -1199,6 +1266,9 @@ void pg_sim_bi_api(struct pg_sim *sim, const struct pg_sim_req *req, struct pg_s
         break;
     case 3:
         op_dimension(sim, op, req->json, out);
+        break;
+    case 5:
+        op_guest_check_ext(sim, req->json, out);
         break;
     default:
         op_daily(sim, op, req->json, out);

@@ -11,6 +11,8 @@
 /* One generated guest check. `j` is the check as the BI API shows it before any late upload. */
 struct bi_check {
     json_t *j;
+    json_t *ext; /* the check's extensibility details (getGuestCheckExtensibilityDetails), not in
+                    j: [{displayName, appName, dataName, dataType, data}]; NULL: none */
     int rvc;
     int closed;       /* clsdFlag */
     int late;         /* generated as an offline check: hidden until a late upload releases it */

@@ -521,7 +521,8 @@ static json_t *line_json(const struct day_ctx *dc, const struct chk *c, int i, l
     return o;
 }
 
-static json_t *check_json(const struct day_ctx *dc, struct chk *c, int k, long long gcid)
+static json_t *
+check_json(const struct day_ctx *dc, struct chk *c, int k, long long gcid, json_t **ext)
 {
     long long items = 0, dsc = 0, svc = 0, pay = 0;
     for (int i = 0; i < c->n; i++) {
@@ -592,17 +593,17 @@ static json_t *check_json(const struct day_ctx *dc, struct chk *c, int k, long l
      * data an Extension Application writes (micros-wire.md §2: dataName "memberId"). Drawn from
      * a hash of (locRef, guestCheckId), not the day's generator, so adding it changed no other
      * value. The ids are the Salesforce simulator's seeded members: LY-000123..125 (hand-written)
-     * and LY-001003..LY-001049 (the shipped seed's 47 generated Contacts). */
+     * and LY-001003..LY-001049 (the shipped seed's 47 generated Contacts). As in the real BI API
+     * it is not part of the check: getGuestCheckExtensibilityDetails serves it (*ext). */
+    *ext = NULL;
     uint64_t lh = g ^ 0xA5A5A5A55A5A5A5AULL;
     lh = mix(&lh);
     if (c->closed && !c->cancel && lh % 4 == 0) {
         char member[16];
         unsigned pick = (unsigned)((lh >> 8) % 50);
         snprintf(member, sizeof member, "LY-%06u", pick < 3 ? 123 + pick : 1003 + (pick - 3));
-        json_object_set_new(o, "extensions",
-                            json_pack("[{s:s,s:s,s:s,s:s,s:s}]", "displayName", "Loyalty ID",
-                                      "appName", "posgate", "dataName", "memberId", "dataType",
-                                      "string", "data", member));
+        *ext = json_pack("[{s:s,s:s,s:s,s:s,s:s}]", "displayName", "Loyalty ID", "appName",
+                         "posgate", "dataName", "memberId", "dataType", "string", "data", member);
     }
     json_t *taxes = json_array();
     if (c->base1 || c->tax1)
@@ -675,7 +676,7 @@ emit(struct bi_day *day, const struct day_ctx *dc, struct chk *c, uint64_t *r, i
     bc->rvc = c->rvc;
     bc->closed = c->closed;
     bc->upd_s = bc->upd0_s = c->upd;
-    bc->j = check_json(dc, c, k, dc->gcid0 + k);
+    bc->j = check_json(dc, c, k, dc->gcid0 + k, &bc->ext);
     if (!bc->j)
         return PG_ENOMEM;
     day->n++;
@@ -966,8 +967,10 @@ fail:
 void pg_sim_bi_data_free(struct bi_data *d)
 {
     for (size_t i = 0; i < d->ndays; i++) {
-        for (size_t j = 0; j < d->days[i].n; j++)
+        for (size_t j = 0; j < d->days[i].n; j++) {
             json_decref(d->days[i].checks[j].j);
+            json_decref(d->days[i].checks[j].ext);
+        }
         free(d->days[i].checks);
     }
     free(d->days);

@@ -1,6 +1,7 @@
 /*
  * The BI API poller (sync/poll.h). One thread per location; a cycle is latest business date →
- * dimensions → getGuestChecks per re-polled date → durable put → cursor.
+ * dimensions → getGuestChecks per re-polled date → the checks' extensibility details → durable
+ * put → cursor.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -287,6 +288,85 @@ static int queue_checks(struct loc *l, const json_t *checks, const char *rid, js
     return rc;
 }
 
+/*
+ * Extension data. getGuestChecks does not carry what Extension Applications stamped on a check
+ * (a loyalty member id: dataName "memberId"); getGuestCheckExtensibilityDetails serves it per
+ * location and OPENING business date (micros/bi.h). So for the distinct opnBusDt of the fetched
+ * checks (a check polled by busDt may have opened on an earlier date), the details are fetched
+ * once per cycle (cache: {"<opnBusDt>": {"<guestCheckId>": [entry...]}}) and merged into each
+ * check as `extensions` entries, the shape customer matching reads (sync/match.h) — before the
+ * check is queued, so the queue's digest covers them and a member stamped later re-queues it.
+ * An entry already on the check (equal) is not added twice. Returns PG_OK or the BI error
+ * (*retry_after_s, why set): the caller fails the cycle rather than queue checks without their
+ * member ids. checks.poll.extensibility false: nothing is fetched.
+ */
+static int attach_extensions(struct pg_poll *p,
+                             const struct loc *l,
+                             json_t *checks,
+                             json_t *cache,
+                             int *retry_after_s,
+                             char *why,
+                             size_t whysz)
+{
+    if (!p->cfg->poll_extensibility || !json_is_array(checks))
+        return PG_OK;
+    size_t i, k, m;
+    json_t *c, *e, *x;
+    json_array_foreach(checks, i, c)
+    {
+        const char *od = json_string_value(json_object_get(c, "opnBusDt"));
+        if (!od || !pg_bi_valid_date(od) || json_object_get(cache, od))
+            continue;
+        json_t *resp = NULL, *idx = NULL;
+        int ra = -1;
+        char w[256] = "";
+        int rc = pg_bi_guest_check_ext(p->bi, l->ref, od, pg_now_ms() + deadline_ms(p), &resp, &ra,
+                                       w, sizeof w);
+        if (rc == PG_OK && (rc = pg_bi_ext_index(resp, &idx)) != PG_OK)
+            snprintf(w, sizeof w, "unusable reply");
+        json_decref(resp);
+        if (rc != PG_OK) {
+            *retry_after_s = ra;
+            snprintf(why, whysz, "getGuestCheckExtensibilityDetails %s: %s (%s)", od,
+                     pg_strerror(rc), w);
+            return rc;
+        }
+        if (json_object_set_new(cache, od, idx))
+            return PG_ENOMEM;
+    }
+    json_array_foreach(checks, i, c)
+    {
+        json_t *idx = json_object_get(cache, json_string_value(json_object_get(c, "opnBusDt")));
+        json_t *id = json_object_get(c, "guestCheckId");
+        char key[32];
+        if (!idx || !json_object_size(idx))
+            continue;
+        if (json_is_integer(id))
+            snprintf(key, sizeof key, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+        else if (json_is_string(id) && json_string_length(id) < sizeof key)
+            snprintf(key, sizeof key, "%s", json_string_value(id));
+        else
+            continue;
+        json_t *ents = json_object_get(idx, key);
+        if (!json_array_size(ents))
+            continue;
+        json_t *ex = json_object_get(c, "extensions");
+        if (!json_is_array(ex)) {
+            ex = json_array();
+            if (!ex || json_object_set_new(c, "extensions", ex))
+                return PG_ENOMEM;
+        }
+        json_array_foreach(ents, k, e)
+        {
+            int have = 0;
+            json_array_foreach(ex, m, x) have |= json_equal(x, e);
+            if (!have && json_array_append(ex, e))
+                return PG_ENOMEM;
+        }
+    }
+    return PG_OK;
+}
+
 /* DEL key only while it still holds val: a re-pull asked again during ours is kept for the next
  * cycle. */
 static const char del_if_lua[] =
@@ -309,6 +389,7 @@ static int repull_requests(
     char scur[32] = "0";
     int rc = PG_OK;
     json_t *done = json_array();
+    json_t *ext_cache = json_object();
     do {
         redisReply *r = NULL;
         rc = pg_redis_command(&r, "SCAN %s MATCH %s COUNT 100", scur, pat);
@@ -346,6 +427,16 @@ static int repull_requests(
                 free(val);
                 break;
             }
+            rc = attach_extensions(p, l, json_object_get(resp, "guestChecks"), ext_cache, &ra, why,
+                                   sizeof why);
+            if (rc != PG_OK) {
+                *retry_after_s = ra;
+                pg_log(PG_LOG_WARN, rid, "poll.repull_failed", "location %s %s: %s", l->ref, date,
+                       why);
+                json_decref(resp);
+                free(val);
+                break;
+            }
             json_t *day =
                 json_pack("{s:s, s:I}", "date", date, "checks",
                           (json_int_t)json_array_size(json_object_get(resp, "guestChecks")));
@@ -366,6 +457,7 @@ static int repull_requests(
         }
         freeReplyObject(r);
     } while (rc == PG_OK && strcmp(scur, "0") != 0);
+    json_decref(ext_cache);
     if (json_array_size(done))
         json_object_set_new(report, "repulled", done);
     else
@@ -425,6 +517,7 @@ static enum outcome cycle(struct pg_poll *p, struct loc *l, int *retry_after_s, 
      */
     char min_cur[32] = "";
     enum outcome out = OUT_OK;
+    json_t *ext_cache = json_object(); /* this cycle's extensibility details, by opnBusDt */
     for (int d = 0; d < p->cfg->poll_repoll_days && !atomic_load(&p->stopping); d++) {
         char date[16];
         if (pg_poll_date_minus(latest, d, date, sizeof date) != PG_OK) {
@@ -444,13 +537,21 @@ static enum outcome cycle(struct pg_poll *p, struct loc *l, int *retry_after_s, 
             break;
         }
         const char *cur = json_string_value(json_object_get(resp, "curUTC"));
-        const json_t *checks = json_object_get(resp, "guestChecks");
+        json_t *checks = json_object_get(resp, "guestChecks");
         if (!cur || !pg_bi_valid_utc(cur) || (checks && !json_is_array(checks))) {
             json_decref(resp);
             json_object_set_new(report, "error",
                                 json_string("getGuestChecks: reply without a usable curUTC or "
                                             "guestChecks"));
             out = OUT_PROTO;
+            break;
+        }
+        rc = attach_extensions(p, l, checks, ext_cache, &ra, why, sizeof why);
+        if (rc != PG_OK) {
+            json_decref(resp);
+            *retry_after_s = ra;
+            json_object_set_new(report, "error", json_string(why));
+            out = outcome_of(rc);
             break;
         }
         if (!min_cur[0] || strcmp(cur, min_cur) < 0) /* fixed-width format: string order */
@@ -466,6 +567,7 @@ static enum outcome cycle(struct pg_poll *p, struct loc *l, int *retry_after_s, 
             break;
         }
     }
+    json_decref(ext_cache);
     if (out == OUT_OK && atomic_load(&p->stopping)) {
         json_object_set_new(report, "error", json_string("stopping"));
         return OUT_UNAVAIL; /* not every date was asked: keep the cursor */

@@ -106,12 +106,74 @@ static void dimensions(void **state)
     json_decref(d);
 }
 
+/* getGuestCheckExtensibilityDetails: member ids by opening date, grouped by revenue center, and
+ * not inline in getGuestChecks; the request is validated as the other operations (400 + 33205). */
+static void extensibility_details(void **state)
+{
+    json_t *resp = NULL, *idx = NULL, *gc = NULL;
+    char why[256] = "";
+    int rc = pg_bi_guest_check_ext(bi, "1234", "2026-11-20", pg_now_ms() + 10000, &resp, NULL, why,
+                                   sizeof why);
+    if (rc != PG_OK)
+        fail_msg("getGuestCheckExtensibilityDetails: %s (%s)", pg_strerror(rc), why);
+    assert_string_equal(json_string_value(json_object_get(resp, "locRef")), "1234");
+    assert_string_equal(json_string_value(json_object_get(resp, "opnBusDt")), "2026-11-20");
+    assert_true(json_array_size(json_object_get(resp, "revenueCenters")) >= 1);
+    assert_int_equal(pg_bi_ext_index(resp, &idx), PG_OK);
+    assert_true(json_object_size(idx) >= 1);
+    json_decref(resp);
+    assert_int_equal(pg_bi_guest_checks(bi, "1234", PG_BI_BUS_DT, "2026-11-20", NULL, 0,
+                                        pg_now_ms() + 10000, &gc, NULL, why, sizeof why),
+                     PG_OK);
+    size_t i, with = 0;
+    json_t *c;
+    json_array_foreach(json_object_get(gc, "guestChecks"), i, c)
+    {
+        assert_null(json_object_get(c, "extensions"));
+        char k[32];
+        snprintf(k, sizeof k, "%lld",
+                 (long long)json_integer_value(json_object_get(c, "guestCheckId")));
+        json_t *e = json_array_get(json_object_get(idx, k), 0);
+        if (e) {
+            with++;
+            assert_string_equal(json_string_value(json_object_get(e, "dataName")), "memberId");
+            assert_true(json_is_true(json_object_get(c, "clsdFlag")));
+        }
+    }
+    assert_true(with >= 1);
+    json_decref(gc);
+    json_decref(idx);
+    /* a date without data: an empty list, not an error */
+    assert_int_equal(pg_bi_guest_check_ext(bi, "1234", "2020-01-01", pg_now_ms() + 10000, &resp,
+                                           NULL, why, sizeof why),
+                     PG_OK);
+    assert_int_equal(json_array_size(json_object_get(resp, "revenueCenters")), 0);
+    json_decref(resp);
+    /* raw requests: opnBusDt required, busDt not accepted, bad date refused */
+    char tok[PG_BI_TOKEN_MAX], auth[PG_BI_TOKEN_MAX + 32], u[256];
+    assert_int_equal(pg_bi_token(bi, pg_now_ms() + 10000, tok, sizeof tok), PG_OK);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", tok);
+    snprintf(u, sizeof u, "%s/bi/v1/ACME/getGuestCheckExtensibilityDetails", sim.micros_url);
+    const char *h[] = {"Content-Type: application/json", auth, NULL};
+    const char *bad[] = {"{\"locRef\":\"1234\"}", "{\"locRef\":\"1234\",\"busDt\":\"2026-11-20\"}",
+                         "{\"locRef\":\"1234\",\"opnBusDt\":\"2026-13-01\"}",
+                         "{\"opnBusDt\":\"2026-11-20\"}"};
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        struct pg_t_resp r;
+        assert_int_equal(pg_t_http("POST", u, h, bad[k], strlen(bad[k]), 0, &r), 0);
+        if (r.status != 400 || !strstr(r.body, "\"status\":400"))
+            fail_msg("%s: %ld %s", bad[k], r.status, r.body);
+        pg_t_resp_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(signs_in_and_reads_a_day),
         cmocka_unit_test(late_upload_is_caught_by_the_cursor),
         cmocka_unit_test(dimensions),
+        cmocka_unit_test(extensibility_details),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -360,6 +360,134 @@ static void faults_back_off_and_recover_without_losing_the_cursor(void **state)
     free(log);
 }
 
+/* The stored checks of loc (the JSON of every pg:chk:<loc>:<gcid>), as an array. */
+static json_t *stored_checks(const char *loc)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, PG_KEY_CHK "%s:*", loc);
+    redisReply *r = NULL;
+    assert_int_equal(pg_redis_command(&r, "EVAL %s 0 %s",
+                                      "local o = {} for _, k in ipairs(redis.call('KEYS', "
+                                      "ARGV[1])) do o[#o + 1] = redis.call('HGET', k, 'check') "
+                                      "end return o",
+                                      pat),
+                     PG_OK);
+    json_t *a = json_array();
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING)
+            json_array_append_new(a, json_loads(r->element[i]->str, 0, NULL));
+    freeReplyObject(r);
+    return a;
+}
+
+/* The loyalty member id a stored check carries (an extensions entry, dataName memberId). */
+static const char *member_of(const json_t *chk)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(chk, "extensions"), i, e)
+    {
+        const char *dn = json_string_value(json_object_get(e, "dataName"));
+        if (dn && strcmp(dn, "memberId") == 0)
+            return json_string_value(json_object_get(e, "data"));
+    }
+    return NULL;
+}
+
+/* The simulator serves member ids only through getGuestCheckExtensibilityDetails (never inline
+ * in getGuestChecks, as the real BI API): the poller asks it for the checks' opening dates and
+ * the queued checks carry the ids as `extensions` entries, the shape customer matching reads. */
+static void member_ids_arrive_through_the_extensibility_call(void **state)
+{
+    wait_held("1234", sim_visible("1234"), 30000);
+    wait_held("1235", sim_visible("1235"), 30000);
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/log", sim.micros_url);
+    json_t *log = http_json("GET", u, NULL, NULL, 200);
+    size_t i;
+    json_t *e;
+    int asked = 0;
+    json_array_foreach(log, i, e)
+    {
+        const char *path = json_string_value(json_object_get(e, "path"));
+        json_t *body = json_object_get(e, "body");
+        if (path && strcmp(path, "/bi/v1/ACME/getGuestCheckExtensibilityDetails") == 0 &&
+            json_is_string(json_object_get(body, "opnBusDt")) &&
+            json_is_string(json_object_get(body, "locRef")))
+            asked++;
+    }
+    json_decref(log);
+    assert_true(asked >= 2); /* at least one opening date of each location */
+    int members = 0, total = 0;
+    const char *locs[] = {"1234", "1235"};
+    for (int k = 0; k < 2; k++) {
+        json_t *all = stored_checks(locs[k]);
+        json_t *c;
+        json_array_foreach(all, i, c)
+        {
+            total++;
+            const char *m = member_of(c);
+            if (m) {
+                members++;
+                assert_int_equal(strncmp(m, "LY-", 3), 0);
+                assert_true(json_is_true(json_object_get(c, "clsdFlag")));
+            }
+        }
+        json_decref(all);
+    }
+    print_message("stored checks with a member id: %d of %d\n", members, total);
+    assert_true(members > 0);
+    assert_true(members < total);
+}
+
+/* getGuestCheckExtensibilityDetails failing: the cycle fails as for getGuestChecks — nothing
+ * queued without its member ids, the cursor stays before the change (the next cycle asks again)
+ * — and once it answers, the check is queued. */
+static void a_failing_extensibility_call_queues_nothing_and_keeps_the_cursor(void **state)
+{
+    wait_held("1234", sim_visible("1234"), 30000);
+    double unavail0 =
+        metric("posgate_checks_polls_total{location=\"1234\",outcome=\"unavailable\"}");
+    json_decref(sim_post(
+        "/_sim/faults",
+        "{\"status\":503,\"path\":\"/bi/v1/ACME/getGuestCheckExtensibilityDetails\"}", 201));
+    long long q0 = qlen();
+    json_t *rel = sim_post("/_sim/bi/late-upload",
+                           "{\"locRef\":\"1234\",\"busDt\":\"" DAY2 "\",\"count\":1}", 200);
+    long long gcid = json_integer_value(json_array_get(json_object_get(rel, "released"), 0));
+    char rel_utc[32];
+    snprintf(rel_utc, sizeof rel_utc, "%s",
+             json_string_value(json_object_get(rel, "lastUpdatedUTC")));
+    json_decref(rel);
+    assert_true(gcid > 0);
+    json_t *rep = poll_now("1234");
+    const char *err = json_string_value(json_object_get(rep, "error"));
+    assert_non_null(err);
+    assert_non_null(strstr(err, "getGuestCheckExtensibilityDetails " DAY2));
+    json_decref(rep);
+    /* a few background cycles under the fault, too */
+    int64_t end = pg_now_ms() + 15000;
+    while (metric("posgate_checks_polls_total{location=\"1234\",outcome=\"unavailable\"}") <
+               unavail0 + 2 &&
+           pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_true(metric("posgate_checks_polls_total{location=\"1234\",outcome=\"unavailable\"}") >=
+                unavail0 + 2);
+    assert_false(exists("1234", gcid));
+    assert_int_equal(qlen(), q0);
+    char c_during[32];
+    cursor("1234", c_during, sizeof c_during);
+    assert_true(strcmp(c_during, rel_utc) <= 0); /* the next changedSinceUTC still covers it */
+    char u[256];
+    snprintf(u, sizeof u, "%s/_sim/faults", sim.micros_url);
+    json_decref(http_json("DELETE", u, NULL, NULL, 200));
+    end = pg_now_ms() + 30000;
+    while (!exists("1234", gcid) && pg_now_ms() < end)
+        pg_sleep_ms(50);
+    assert_true(exists("1234", gcid));
+    assert_int_equal(held("1234"), sim_visible("1234"));
+}
+
 /* Reconciliation's re-pull request (pg:chk:repull:<loc>:<busdt>): the date is fetched whole
  * again, without the cursor, so a check posgate lost is queued again; then the request is gone. */
 static void a_repull_request_fetches_the_whole_date(void **state)
@@ -573,6 +701,8 @@ int main(void)
         cmocka_unit_test(a_cycle_without_changes_queues_nothing),
         cmocka_unit_test(late_upload_to_an_old_date_is_queued),
         cmocka_unit_test(faults_back_off_and_recover_without_losing_the_cursor),
+        cmocka_unit_test(member_ids_arrive_through_the_extensibility_call),
+        cmocka_unit_test(a_failing_extensibility_call_queues_nothing_and_keeps_the_cursor),
         cmocka_unit_test(a_repull_request_fetches_the_whole_date),
         cmocka_unit_test(a_location_polled_elsewhere_is_left_alone),
         cmocka_unit_test(poll_now_needs_a_polled_location),

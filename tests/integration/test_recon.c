@@ -285,10 +285,16 @@ static int setup(void **state)
                               .password = "posgate-bi-demo"};
     struct pg_bi *bi = NULL;
     json_t *resp = NULL;
+    json_t *xr = NULL, *xidx = NULL;
     if (pg_bi_new(&bc, &bi) != PG_OK ||
         pg_bi_guest_checks(bi, LOC, PG_BI_BUS_DT, DAY, NULL, 0, pg_now_ms() + 10000, &resp, NULL,
                            NULL, 0) != PG_OK)
         return -1;
+    /* member ids are extensibility data: served apart from the checks, as the real BI API does */
+    if (pg_bi_guest_check_ext(bi, LOC, DAY, pg_now_ms() + 10000, &xr, NULL, NULL, 0) != PG_OK ||
+        pg_bi_ext_index(xr, &xidx) != PG_OK)
+        return -1;
+    json_decref(xr);
     closed = json_array();
     size_t i;
     json_t *c;
@@ -300,19 +306,20 @@ static int setup(void **state)
         const json_t *t = json_object_get(c, "chkTtl");
         if (t && !json_is_null(t) && pg_money_parse(t, 2, &minor) != PG_OK)
             return -1;
-        const json_t *ext = json_array_get(json_object_get(c, "extensions"), 0);
+        char g2[32];
+        snprintf(g2, sizeof g2, "%lld",
+                 (long long)json_integer_value(json_object_get(c, "guestCheckId")));
+        const json_t *ext = json_array_get(json_object_get(xidx, g2), 0);
         const char *mid = json_string_value(json_object_get(ext, "data"));
         if (mid && strncmp(mid, "LY-", 3) == 0 &&
             strcmp(json_string_value(json_object_get(ext, "dataName")), "memberId") == 0)
             members++;
-        char g2[32];
-        snprintf(g2, sizeof g2, "%lld",
-                 (long long)json_integer_value(json_object_get(c, "guestCheckId")));
         json_array_append_new(closed,
                               json_pack("{s:s,s:I,s:I}", "gcid", g2, "total", (json_int_t)minor,
                                         "rvc", json_integer_value(json_object_get(c, "rvcNum"))));
     }
     json_decref(resp);
+    json_decref(xidx);
     pg_bi_free(bi);
     return json_array_size(closed) >= 5 ? 0 : -1;
 }

@@ -256,6 +256,52 @@ static void argument_checks(void **state)
     pg_bi_free(b);
 }
 
+/* pg_bi_ext_index: getGuestCheckExtensibilityDetails → {"<guestCheckId>": [extensions entry]}.
+ * The nested shape (extensibilityDetails) is ours; flat rows and the POS API's names
+ * (applicationName, displayText) are accepted since the reply's inner names are unverified. */
+static void ext_index(void **state)
+{
+    (void)state;
+    json_t *r = json_loads(
+        "{\"locRef\":\"1\",\"revenueCenters\":["
+        "{\"rvcNum\":1,\"guestChecks\":[{\"guestCheckId\":7,\"extensibilityDetails\":["
+        "{\"appName\":\"a\",\"dataName\":\"memberId\",\"dataType\":\"string\",\"data\":\"LY-1\","
+        "\"displayName\":\"Loyalty ID\"},{\"dataName\":\"nodata\"}]}]},"
+        "{\"rvcNum\":2,\"guestChecks\":[{\"guestCheckId\":\"8\",\"applicationName\":\"b\","
+        "\"dataName\":\"memberId\",\"data\":\"LY-2\",\"displayText\":\"x\"}]},"
+        "{\"rvcNum\":3}]}",
+        0, NULL);
+    assert_non_null(r);
+    json_t *idx = NULL;
+    assert_int_equal(pg_bi_ext_index(r, &idx), PG_OK);
+    json_t *want =
+        json_loads("{\"7\":[{\"appName\":\"a\",\"dataName\":\"memberId\",\"dataType\":\"string\","
+                   "\"data\":\"LY-1\",\"displayName\":\"Loyalty ID\"}],"
+                   "\"8\":[{\"appName\":\"b\",\"dataName\":\"memberId\",\"data\":\"LY-2\","
+                   "\"displayName\":\"x\"}]}",
+                   0, NULL);
+    assert_true(json_equal(idx, want));
+    json_decref(want);
+    json_decref(idx);
+    json_decref(r);
+    /* no revenueCenters (nothing stamped that day): empty; a wrong container: EPROTO */
+    r = json_loads("{\"locRef\":\"1\"}", 0, NULL);
+    assert_int_equal(pg_bi_ext_index(r, &idx), PG_OK);
+    assert_int_equal(json_object_size(idx), 0);
+    json_decref(idx);
+    json_decref(r);
+    r = json_loads("{\"revenueCenters\":{}}", 0, NULL);
+    assert_int_equal(pg_bi_ext_index(r, &idx), PG_EPROTO);
+    assert_null(idx);
+    json_decref(r);
+    r = json_loads("{\"revenueCenters\":[{\"guestChecks\":3}]}", 0, NULL);
+    assert_int_equal(pg_bi_ext_index(r, &idx), PG_EPROTO);
+    json_decref(r);
+    /* the client refuses a bad date before sending anything */
+    assert_int_equal(pg_bi_guest_check_ext(NULL, "1", "2024-05-01", 0, &r, NULL, NULL, 0),
+                     PG_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +314,7 @@ int main(void)
         cmocka_unit_test(jwt_exp),
         cmocka_unit_test(config_validation),
         cmocka_unit_test(argument_checks),
+        cmocka_unit_test(ext_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
