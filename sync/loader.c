@@ -18,6 +18,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/util.h"
+#include "store/lease.h"
 #include "store/redis.h"
 #include "store/stream.h"
 #include "sync/backoff.h"
@@ -51,6 +52,7 @@ struct worker {
 
 struct pg_loader {
     const struct pg_config *cfg;
+    struct pg_lease_set leases; /* the check leases (store/lease.h: why a set) */
     struct pg_loader_hooks hooks;
     struct pg_xf_config *xf;
     struct pg_sf_oauth *oauth;
@@ -81,12 +83,13 @@ struct load {
     const struct pg_store_msg *m; /* borrowed from the batch read */
     const char *rid, *enq;        /* borrowed from m */
     long long attempt, force;
-    int dup_of;   /* the index of an earlier job of the same check in the batch, or -1 */
-    int leased;   /* this worker holds pg:chk:lock:<loc>:<gcid> */
-    int pending;  /* Redis trouble: the job stays pending (read again or reclaimed) */
-    int done;     /* handled before the stages (dropped, unchanged, deferred) */
-    int active;   /* takes part in the stages (prepared; its verdict may change) */
-    int finished; /* its queue entry was acknowledged */
+    int dup_of;      /* the index of an earlier job of the same check in the batch, or -1 */
+    int leased;      /* this worker holds pg:chk:lock:<loc>:<gcid> */
+    int lease_tried; /* pg_lease_take was called: pg_lease_release must be */
+    int pending;     /* Redis trouble: the job stays pending (read again or reclaimed) */
+    int done;        /* handled before the stages (dropped, unchanged, deferred) */
+    int active;      /* takes part in the stages (prepared; its verdict may change) */
+    int finished;    /* its queue entry was acknowledged */
     char loc[PG_CHECKQ_LOC_MAX + 1];
     char gcid[24];
     char lines_key[160];
@@ -1021,11 +1024,6 @@ static const char promote_lua[] =
     "end\n"
     "return #due\n";
 
-/* Release a lease only if we still hold it. */
-static const char unlock_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
-
 /*
  * The check is in Salesforce: record it, but mark it synced only if it is still the version that
  * was loaded (a newer one queued meanwhile keeps state queued and its own job).
@@ -1301,10 +1299,9 @@ static void prepare(struct worker *w, struct batch *b, struct load *ld)
 {
     const struct pg_config *cfg = b->pool->cfg;
     redisReply *r = NULL;
-    int rc = pg_redis_command(&r, "SET %s %s NX PX %d", ld->lock, w->consumer, cfg->load_lock_ms);
-    int got = rc == PG_OK && r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
+    int got = 0;
+    ld->lease_tried = 1;
+    int rc = pg_lease_take(&b->pool->leases, ld->lock, w->consumer, cfg->load_lock_ms, &got);
     if (rc != PG_OK) {
         ld->pending = 1; /* Redis trouble: it stays pending and is read again or reclaimed */
         return;
@@ -1488,14 +1485,8 @@ static void process_batch(struct worker *w, const struct pg_store_batch *sb)
     }
     for (size_t i = 0; i < n; i++) {
         struct load *ld = &b.loads[i];
-        if (ld->leased) {
-            const char *uargs[] = {ld->lock, w->consumer};
-            redisReply *ur = NULL;
-            if (eval(&ur, unlock_lua, 1, uargs, 2) == PG_OK && ur)
-                freeReplyObject(ur);
-            else if (ur)
-                freeReplyObject(ur);
-        }
+        if (ld->lease_tried)
+            pg_lease_release(&p->leases, ld->lock, w->consumer, ld->leased);
         load_free(ld);
     }
     free(b.loads);
@@ -1698,13 +1689,14 @@ int pg_loader_start(const struct pg_config *cfg,
     p->rest.connect_timeout_ms = 2000;
     p->rest.timeout_ms = cfg->load_timeout_ms;
     p->rest.max_response_bytes = 4 << 20;
+    char host[64] = "host", prefix[96];
+    gethostname(host, sizeof host - 1);
+    snprintf(prefix, sizeof prefix, "%s-%ld-load-", host, (long)getpid());
     p->workers = calloc((size_t)cfg->load_workers, sizeof *p->workers);
-    if (!p->workers) {
+    if (!p->workers || pg_lease_set_init(&p->leases, prefix) != PG_OK) {
         pg_loader_stop(p);
         return PG_ENOMEM;
     }
-    char host[64] = "host";
-    gethostname(host, sizeof host - 1);
     for (int i = 0; i < cfg->load_workers; i++) {
         struct worker *w = &p->workers[i];
         w->pool = p;
@@ -1729,6 +1721,7 @@ void pg_loader_stop(struct pg_loader *l)
     for (int i = 0; i < l->nworkers; i++)
         pthread_join(l->workers[i].thread, NULL);
     free(l->workers);
+    pg_lease_set_free(&l->leases);
     pg_sf_oauth_free(l->oauth);
     pg_xf_config_free(l->xf);
     free(l);

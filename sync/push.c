@@ -15,6 +15,7 @@
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/util.h"
+#include "store/lease.h"
 #include "store/redis.h"
 #include "store/stream.h"
 #include "sync/backoff.h"
@@ -37,6 +38,7 @@ struct worker {
 
 struct pg_push {
     const struct pg_config *cfg;
+    struct pg_lease_set leases; /* the customer leases (store/lease.h: why a set) */
     atomic_int stopping;
     int nworkers;
     struct worker *workers;
@@ -159,11 +161,6 @@ static const char applied_lua[] =
     "redis.call('HSET', KEYS[1], 'status', applied >= newest and 'delivered' or 'pending',\n"
     "  'last_error', '', 'attempts', 0)\n"
     "return applied\n";
-
-/* Release a lease only if we still hold it. */
-static const char unlock_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
 
 static int eval(redisReply **r, const char *script, int nkeys, const char *const *args, int nargs)
 {
@@ -464,18 +461,20 @@ static void process(struct worker *w, const struct pg_store_msg *m)
     char lock[256];
     snprintf(lock, sizeof lock, PG_KEY_LOCK "%s", sfid);
     redisReply *r = NULL;
-    int rc = pg_redis_command(&r, "SET %s %s NX PX %d", lock, w->consumer, cfg->push_lock_ms);
-    int got = rc == PG_OK && r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
-    if (rc != PG_OK)
-        return; /* Redis trouble: leave it pending; it will be read again or reclaimed */
+    int got = 0;
+    int rc = pg_lease_take(&w->pool->leases, lock, w->consumer, cfg->push_lock_ms, &got);
+    if (rc != PG_OK) {
+        /* Redis trouble: leave it pending; it will be read again or reclaimed */
+        pg_lease_release(&w->pool->leases, lock, w->consumer, 0);
+        return;
+    }
     if (!got) {
         if (schedule(sfid, field(m, "version"), msg, rid, enq, (int)attempt, LOCKED_RETRY_MS) ==
             PG_OK) {
             count(OUT_DEFERRED);
             finish(m);
         }
+        pg_lease_release(&w->pool->leases, lock, w->consumer, 0);
         return;
     }
 
@@ -577,13 +576,8 @@ static void process(struct worker *w, const struct pg_store_msg *m)
 done:
     free(state);
     free(row);
-unlock:;
-    const char *uargs[] = {lock, w->consumer};
-    redisReply *ur = NULL;
-    if (eval(&ur, unlock_lua, 1, uargs, 2) == PG_OK && ur)
-        freeReplyObject(ur);
-    else if (ur)
-        freeReplyObject(ur);
+unlock:
+    pg_lease_release(&w->pool->leases, lock, w->consumer, 1);
 }
 
 /* ---------------------------------------------------------------- worker loop */
@@ -739,13 +733,15 @@ int pg_push_start(const struct pg_config *cfg, struct pg_push **out)
     if (!p)
         return PG_ENOMEM;
     p->cfg = cfg;
+    char host[64] = "host", prefix[96];
+    gethostname(host, sizeof host - 1);
+    snprintf(prefix, sizeof prefix, "%s-%ld-", host, (long)getpid());
     p->workers = calloc((size_t)cfg->push_workers, sizeof *p->workers);
-    if (!p->workers) {
+    if (!p->workers || pg_lease_set_init(&p->leases, prefix) != PG_OK) {
+        free(p->workers);
         free(p);
         return PG_ENOMEM;
     }
-    char host[64] = "host";
-    gethostname(host, sizeof host - 1);
     for (int i = 0; i < cfg->push_workers; i++) {
         struct worker *w = &p->workers[i];
         w->pool = p;
@@ -773,6 +769,7 @@ void pg_push_stop(struct pg_push *p)
     for (int i = 0; i < p->nworkers; i++)
         pthread_join(p->workers[i].thread, NULL);
     free(p->workers);
+    pg_lease_set_free(&p->leases);
     free(p);
 }
 
