@@ -1141,6 +1141,33 @@ static int bi_call(struct pg_bi *b,
     return rc;
 }
 
+/* Every list call starts the same way: no reason yet, no Retry-After, no reply. */
+static int call_begin(struct pg_bi *b, json_t **resp, int *retry_after_s, char *why, size_t whysz)
+{
+    set_why(why, whysz, "%s", "");
+    if (retry_after_s)
+        *retry_after_s = -1;
+    if (!resp)
+        return PG_EINVAL;
+    *resp = NULL;
+    return b ? PG_OK : PG_EINVAL;
+}
+
+/* A reply whose list member is there but not an array (absent or null: an empty list) is
+ * unusable: PG_EPROTO, and the reply is dropped. Passes any other rc through. */
+static int
+want_array(int rc, json_t **resp, const char *op, const char *member, char *why, size_t whysz)
+{
+    json_t *v = rc == PG_OK ? json_object_get(*resp, member) : NULL;
+    if (v && !json_is_array(v) && !json_is_null(v)) {
+        set_why(why, whysz, "%s: %s is not an array", op, member);
+        json_decref(*resp);
+        *resp = NULL;
+        return PG_EPROTO;
+    }
+    return rc;
+}
+
 int pg_bi_guest_checks(struct pg_bi *b,
                        const char *loc_ref,
                        enum pg_bi_date_kind kind,
@@ -1153,17 +1180,12 @@ int pg_bi_guest_checks(struct pg_bi *b,
                        char *why,
                        size_t whysz)
 {
-    set_why(why, whysz, "%s", "");
-    if (retry_after_s)
-        *retry_after_s = -1;
-    if (!resp)
-        return PG_EINVAL;
-    *resp = NULL;
-    if (!b)
-        return PG_EINVAL;
+    int rc = call_begin(b, resp, retry_after_s, why, whysz);
+    if (rc)
+        return rc;
     char *body = NULL;
-    int rc = pg_bi_build_request(b->app_name, loc_ref, kind, date, changed_since_utc, closed_only,
-                                 &body);
+    rc = pg_bi_build_request(b->app_name, loc_ref, kind, date, changed_since_utc, closed_only,
+                             &body);
     if (rc) {
         set_why(why, whysz, "%s",
                 rc == PG_ENOMEM ? "out of memory"
@@ -1173,15 +1195,7 @@ int pg_bi_guest_checks(struct pg_bi *b,
     }
     rc = bi_call(b, "getGuestChecks", body, deadline_ms, resp, NULL, retry_after_s, why, whysz);
     free(body);
-    if (rc == PG_OK && !json_is_array(json_object_get(*resp, "guestChecks")) &&
-        json_object_get(*resp, "guestChecks") != NULL &&
-        !json_is_null(json_object_get(*resp, "guestChecks"))) {
-        set_why(why, whysz, "getGuestChecks: guestChecks is not an array");
-        json_decref(*resp);
-        *resp = NULL;
-        rc = PG_EPROTO;
-    }
-    return rc;
+    return want_array(rc, resp, "getGuestChecks", "guestChecks", why, whysz);
 }
 
 int pg_bi_guest_check_ext(struct pg_bi *b,
@@ -1193,13 +1207,10 @@ int pg_bi_guest_check_ext(struct pg_bi *b,
                           char *why,
                           size_t whysz)
 {
-    set_why(why, whysz, "%s", "");
-    if (retry_after_s)
-        *retry_after_s = -1;
-    if (!resp)
-        return PG_EINVAL;
-    *resp = NULL;
-    if (!b || !loc_ref_ok(loc_ref) || !pg_bi_valid_date(opn_bus_dt)) {
+    int rc = call_begin(b, resp, retry_after_s, why, whysz);
+    if (rc)
+        return rc;
+    if (!loc_ref_ok(loc_ref) || !pg_bi_valid_date(opn_bus_dt)) {
         set_why(why, whysz, "invalid locRef or opnBusDt (YYYY-MM-DD)");
         return PG_EINVAL;
     }
@@ -1211,17 +1222,10 @@ int pg_bi_guest_check_ext(struct pg_bi *b,
         set_why(why, whysz, "out of memory");
         return PG_ENOMEM;
     }
-    int rc = bi_call(b, "getGuestCheckExtensibilityDetails", body, deadline_ms, resp, NULL,
-                     retry_after_s, why, whysz);
+    rc = bi_call(b, "getGuestCheckExtensibilityDetails", body, deadline_ms, resp, NULL,
+                 retry_after_s, why, whysz);
     free(body);
-    json_t *rv = rc == PG_OK ? json_object_get(*resp, "revenueCenters") : NULL;
-    if (rv && !json_is_array(rv) && !json_is_null(rv)) {
-        set_why(why, whysz, "getGuestCheckExtensibilityDetails: revenueCenters is not an array");
-        json_decref(*resp);
-        *resp = NULL;
-        rc = PG_EPROTO;
-    }
-    return rc;
+    return want_array(rc, resp, "getGuestCheckExtensibilityDetails", "revenueCenters", why, whysz);
 }
 
 /* The first of two member names that holds a string. */

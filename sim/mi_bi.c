@@ -740,6 +740,18 @@ static int loc_known(struct pg_sim *sim, const char *ref)
     return 0;
 }
 
+/* Take the simulator's lock for an operation on loc: 1 (locked) when the API account may see
+ * it, else 0 with the 403 BI answers in out (unlocked). */
+static int lock_location(struct pg_sim *sim, const char *loc, struct pg_sim_reply *out)
+{
+    pthread_mutex_lock(&sim->mu);
+    if (loc_known(sim, loc))
+        return 1;
+    pthread_mutex_unlock(&sim->mu);
+    bi_error(out, 403, NULL, "The API account has no access to location %s", loc);
+    return 0;
+}
+
 static struct bi_day *find_day(struct bi_priv *p, const char *loc, const char *date)
 {
     for (size_t i = 0; i < p->d.ndays; i++)
@@ -826,12 +838,8 @@ static void op_guest_checks(struct pg_sim *sim, json_t *b, struct pg_sim_reply *
     }
     q.closed_only = co && json_is_true(co);
     char cu[20];
-    pthread_mutex_lock(&sim->mu);
-    if (!loc_known(sim, q.loc)) {
-        pthread_mutex_unlock(&sim->mu);
-        bi_error(out, 403, NULL, "The API account has no access to location %s", q.loc);
+    if (!lock_location(sim, q.loc, out))
         return;
-    }
     cur_utc(cu, sizeof cu);
     json_t *arr = json_array();
     struct bi_day *d = find_day(P(sim), q.loc, q.date);
@@ -876,12 +884,8 @@ static void op_guest_check_ext(struct pg_sim *sim, json_t *b, struct pg_sim_repl
         return;
     }
     const char *date = json_string_value(od);
-    pthread_mutex_lock(&sim->mu);
-    if (!loc_known(sim, q.loc)) {
-        pthread_mutex_unlock(&sim->mu);
-        bi_error(out, 403, NULL, "The API account has no access to location %s", q.loc);
+    if (!lock_location(sim, q.loc, out))
         return;
-    }
     cur_utc(cu, sizeof cu);
     json_t *rvcs = json_array();
     struct bi_day *d = find_day(P(sim), q.loc, date);
@@ -923,12 +927,8 @@ static void op_latest_bus_dt(struct pg_sim *sim, json_t *b, struct pg_sim_reply 
         bi_error(out, 400, "33205", "%s", why);
         return;
     }
-    pthread_mutex_lock(&sim->mu);
-    if (!loc_known(sim, q.loc)) {
-        pthread_mutex_unlock(&sim->mu);
-        bi_error(out, 403, NULL, "The API account has no access to location %s", q.loc);
+    if (!lock_location(sim, q.loc, out))
         return;
-    }
     const char *latest = NULL;
     for (size_t i = 0; i < P(sim)->d.ndays; i++) {
         struct bi_day *d = &P(sim)->d.days[i];
@@ -1107,12 +1107,8 @@ static void op_daily(struct pg_sim *sim, const char *op, json_t *b, struct pg_si
         bi_error(out, 400, "33205", "%s", why);
         return;
     }
-    pthread_mutex_lock(&sim->mu);
-    if (!loc_known(sim, q.loc)) {
-        pthread_mutex_unlock(&sim->mu);
-        bi_error(out, 403, NULL, "The API account has no access to location %s", q.loc);
+    if (!lock_location(sim, q.loc, out))
         return;
-    }
     struct rvc_tot t[64];
     int nt = 0;
     size_t i;
