@@ -7,10 +7,17 @@
 #include "server/log.h"
 #include "store/redis.h"
 
-/* Take over a lease only while it still names the holder we judged stale. */
-static const char takeover_lua[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end\n"
+/*
+ * Take a lease: SET NX; failing that, when ARGV[3] (our holder prefix) is given and the holder
+ * named on the key starts with it, take it over. 1: taken; the old holder: taken over; 0: not.
+ * One round trip, and the prefix test and the takeover are one atomic step.
+ */
+static const char take_lua[] =
+    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end\n"
+    "if ARGV[3] == '' then return 0 end\n"
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v and string.sub(v, 1, #ARGV[3]) == ARGV[3] then\n"
+    "  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return v end\n"
     "return 0\n";
 
 /* Release a lease only if we still hold it. */
@@ -69,38 +76,22 @@ static int eval(redisReply **r,
 int pg_lease_take(struct pg_lease_set *s, const char *key, const char *holder, int ms, int *got)
 {
     *got = 0;
-    /* Counted before the SET: another worker here that sees our name on the key in between
-     * must find it in use, not stale. */
-    json_int_t mine = count(s, key, +1);
-    redisReply *r = NULL;
-    int rc = pg_redis_command(&r, "SET %s %s NX PX %d", key, holder, ms);
-    *got = rc == PG_OK && r && r->type == REDIS_REPLY_STATUS;
-    if (r)
-        freeReplyObject(r);
-    if (rc != PG_OK || *got || mine > 1)
-        return rc; /* taken; Redis trouble; or another worker here is using it */
-    r = NULL;
-    rc = pg_redis_command(&r, "GET %s", key);
-    if (rc != PG_OK || !r || r->type != REDIS_REPLY_STRING) {
-        if (r)
-            freeReplyObject(r);
-        return rc; /* expired meanwhile (nil): the job comes back and takes it then */
-    }
-    char was[PG_LEASE_HOLDER_MAX + 1];
-    snprintf(was, sizeof was, "%s", r->str);
-    freeReplyObject(r);
-    if (strncmp(was, s->prefix, strlen(s->prefix)) != 0)
-        return PG_OK; /* another process's */
+    /* Counted before the take: another worker here that sees our name on the key in between
+     * must find it in use, not stale. A key another worker here is using is never taken over. */
+    int shared = count(s, key, +1) > 1;
     char px[24];
     snprintf(px, sizeof px, "%d", ms);
-    r = NULL;
-    rc = eval(&r, takeover_lua, key, was, holder, px);
-    *got = rc == PG_OK && r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    redisReply *r = NULL;
+    int rc = eval(&r, take_lua, key, holder, px, shared ? "" : s->prefix);
+    if (rc == PG_OK && r && r->type == REDIS_REPLY_INTEGER)
+        *got = r->integer == 1;
+    else if (rc == PG_OK && r && r->type == REDIS_REPLY_STRING) {
+        *got = 1;
+        pg_log(PG_LOG_INFO, NULL, "lease.recovered",
+               "%s: left by %s of this process (its release failed); taken over", key, r->str);
+    }
     if (r)
         freeReplyObject(r);
-    if (*got)
-        pg_log(PG_LOG_INFO, NULL, "lease.recovered",
-               "%s: left by %s of this process (its release failed); taken over", key, was);
     return rc;
 }
 
